@@ -1,0 +1,1 @@
+//! chatlm-data (work in progress)

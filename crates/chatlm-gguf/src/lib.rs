@@ -1,0 +1,1 @@
+//! chatlm-gguf (work in progress)

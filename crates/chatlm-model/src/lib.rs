@@ -1,0 +1,1 @@
+//! chatlm-model (work in progress)

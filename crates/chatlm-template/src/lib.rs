@@ -1,0 +1,1 @@
+//! chatlm-template (work in progress)

@@ -1,0 +1,1 @@
+//! chatlm-tokenizer (work in progress)
