@@ -1,1 +1,35 @@
-//! chatlm-model (work in progress)
+//! Ids → logits for Llama-family chat models on the CPU.
+//!
+//! One config-driven decoder ([`Model`]) covers Llama 2/3/3.1, Mistral, Qwen2, Phi-3 and
+//! SmolLM2, loaded from a transformers directory (safetensors, memory-mapped), the Hugging Face
+//! hub cache (offline) or a GGUF file ([`ModelSource`]). The KV cache ([`KvCache`]) is its own
+//! value, preallocated per batch of sequences; batches may be left-padded ([`BatchInput`]).
+//!
+//! ```no_run
+//! use chatlm_model::{LoadOptions, Model, ModelSource};
+//! let model = Model::from_source(&ModelSource::resolve("model-dir")?, &LoadOptions::default())?;
+//! let mut cache = model.new_cache(1, 128)?;
+//! let logits = model.forward_last(&[1, 2, 3], &mut cache)?; // next-token logits
+//! assert_eq!(logits.len(), model.config().vocab_size);
+//! # Ok::<(), chatlm_model::ModelError>(())
+//! ```
+
+mod cache;
+mod config;
+#[cfg(feature = "hub-download")]
+mod download;
+mod error;
+mod gguf;
+mod layers;
+mod load;
+mod model;
+mod rope;
+mod source;
+mod weights;
+
+pub use cache::KvCache;
+pub use config::{Architecture, ModelConfig, RopeScaling, SUPPORTED_ARCHITECTURES};
+pub use error::{ModelError, Result};
+pub use load::LoadOptions;
+pub use model::{BatchInput, Model};
+pub use source::{hub_cache_dir, ModelSource};

@@ -1,0 +1,152 @@
+//! The key/value cache: preallocated per sequence, filled in place.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+
+/// Keys and values of every layer for a batch of sequences, plus which slots hold real
+/// (non-padding) tokens.
+///
+/// The buffers are allocated once for `capacity` tokens; each forward call writes its new keys
+/// and values into the next free slots, so decoding never concatenates or reallocates.
+///
+/// ```no_run
+/// # fn demo(model: &chatlm_model::Model) -> chatlm_model::Result<()> {
+/// let mut cache = model.new_cache(1, 512)?;
+/// let logits = model.forward(&[1, 2, 3], &mut cache)?;
+/// assert_eq!(cache.len(), 3);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct KvCache {
+    /// Per layer: keys and values of shape `(batch, kv_heads, capacity, head_dim)`.
+    layers: Vec<(Tensor, Tensor)>,
+    batch: usize,
+    capacity: usize,
+    len: usize,
+    /// `real[row][slot]`: whether that slot holds a real token (left padding does not).
+    real: Vec<Vec<bool>>,
+    /// Real tokens seen so far per row: the position id of the row's next real token.
+    real_count: Vec<u32>,
+}
+
+impl KvCache {
+    /// Allocates a cache for `batch` sequences of up to `capacity` tokens each (padding included).
+    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, device: &Device) -> Result<Self> {
+        if batch == 0 || capacity == 0 {
+            return Err(ModelError::InvalidInput(format!(
+                "a KV cache needs batch >= 1 and capacity >= 1 (got batch {batch}, capacity {capacity})"
+            )));
+        }
+        let shape = (batch, config.num_key_value_heads, capacity, config.head_dim);
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| Ok((Tensor::zeros(shape, DType::F32, device)?, Tensor::zeros(shape, DType::F32, device)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            batch,
+            capacity,
+            len: 0,
+            real: vec![Vec::with_capacity(capacity); batch],
+            real_count: vec![0; batch],
+        })
+    }
+
+    /// Slots filled so far (the same for every row; padding counts).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of sequences.
+    pub fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    /// Maximum number of slots.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets every token, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.real.iter_mut().for_each(Vec::clear);
+        self.real_count.iter_mut().for_each(|c| *c = 0);
+    }
+
+    /// Drops the slots from `len` on (e.g. to re-run a turn); keeps the buffers.
+    /// Also discards the bookkeeping of a step that failed half-way.
+    pub fn truncate(&mut self, len: usize) {
+        if len > self.len {
+            return;
+        }
+        self.len = len;
+        for (row, count) in self.real.iter_mut().zip(self.real_count.iter_mut()) {
+            row.truncate(len);
+            *count = row.iter().filter(|r| **r).count() as u32;
+        }
+    }
+
+    /// Records the mask of `new` slots and returns their position ids, the way transformers'
+    /// `generate` derives them from the attention mask (`cumsum - 1`, padding at 1).
+    pub(crate) fn begin_step(&mut self, mask: &[Vec<bool>]) -> Result<Vec<Vec<u32>>> {
+        let new = mask.first().map_or(0, Vec::len);
+        if mask.len() != self.batch {
+            return Err(ModelError::InvalidInput(format!(
+                "batch of {} rows for a cache of {} rows",
+                mask.len(),
+                self.batch
+            )));
+        }
+        if self.len + new > self.capacity {
+            return Err(ModelError::ContextOverflow {
+                needed: self.len + new,
+                capacity: self.capacity,
+            });
+        }
+        let mut positions = Vec::with_capacity(self.batch);
+        for (row, row_mask) in mask.iter().enumerate() {
+            let mut row_positions = Vec::with_capacity(new);
+            for &is_real in row_mask {
+                if is_real {
+                    row_positions.push(self.real_count[row]);
+                    self.real_count[row] += 1;
+                } else {
+                    row_positions.push(1);
+                }
+                self.real[row].push(is_real);
+            }
+            positions.push(row_positions);
+        }
+        Ok(positions)
+    }
+
+    /// Marks the slots recorded by [`Self::begin_step`] as filled.
+    pub(crate) fn end_step(&mut self, new: usize) {
+        self.len += new;
+    }
+
+    /// Writes this step's keys/values of `layer` at the free slots and returns all filled ones.
+    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (ks, vs) = self
+            .layers
+            .get(layer)
+            .ok_or_else(|| ModelError::InvalidInput(format!("cache has no layer {layer}")))?;
+        let new = k.dim(2)?;
+        ks.slice_set(&k.contiguous()?, 2, self.len)?;
+        vs.slice_set(&v.contiguous()?, 2, self.len)?;
+        let total = self.len + new;
+        Ok((ks.narrow(2, 0, total)?, vs.narrow(2, 0, total)?))
+    }
+
+    /// Whether slot `slot` of `row` holds a real token.
+    pub(crate) fn is_real(&self, row: usize, slot: usize) -> bool {
+        self.real[row][slot]
+    }
+}

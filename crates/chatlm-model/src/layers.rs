@@ -1,0 +1,238 @@
+//! The building blocks of the decoder: linear maps, RMSNorm, GQA attention, SwiGLU MLP.
+
+use candle_core::{Device, Tensor};
+
+use crate::cache::KvCache;
+use crate::config::{Architecture, ModelConfig};
+use crate::error::Result;
+use crate::rope::Rope;
+use crate::weights::TensorSource;
+
+/// `y = x Wᵀ + b` with `W` of shape `(out, in)`, as stored by transformers.
+#[derive(Debug, Clone)]
+pub(crate) struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub(crate) fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    fn load(src: &dyn TensorSource, prefix: &str, out: usize, inp: usize, bias: bool, dev: &Device) -> Result<Self> {
+        let weight = src.get(&format!("{prefix}.weight"), &[out, inp], dev)?;
+        let bias = if bias {
+            Some(src.get(&format!("{prefix}.bias"), &[out], dev)?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    /// Rows `start..start + len` of the output: splits the fused projections of Phi-3.
+    fn rows(&self, start: usize, len: usize) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.narrow(0, start, len)?,
+            bias: self.bias.as_ref().map(|b| b.narrow(0, start, len)).transpose()?,
+        })
+    }
+
+    /// Applies the map to `x` of shape `(..., in)`.
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.broadcast_matmul(&self.weight.t()?)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// Root-mean-square normalisation with a learned scale.
+#[derive(Debug, Clone)]
+pub(crate) struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    pub(crate) fn load(src: &dyn TensorSource, name: &str, size: usize, eps: f64, dev: &Device) -> Result<Self> {
+        Ok(Self {
+            weight: src.get(name, &[size], dev)?,
+            eps: eps as f32,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?)
+    }
+}
+
+/// Grouped-query self-attention with rotary positions.
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(src: &dyn TensorSource, prefix: &str, c: &ModelConfig, dev: &Device) -> Result<Self> {
+        let (h, q_out, kv_out) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
+        let (q, k, v) = if c.architecture == Architecture::Phi3 {
+            let fused = Linear::load(src, &format!("{prefix}.qkv_proj"), q_out + 2 * kv_out, h, c.qkv_bias, dev)?;
+            (fused.rows(0, q_out)?, fused.rows(q_out, kv_out)?, fused.rows(q_out + kv_out, kv_out)?)
+        } else {
+            (
+                Linear::load(src, &format!("{prefix}.q_proj"), q_out, h, c.qkv_bias, dev)?,
+                Linear::load(src, &format!("{prefix}.k_proj"), kv_out, h, c.qkv_bias, dev)?,
+                Linear::load(src, &format!("{prefix}.v_proj"), kv_out, h, c.qkv_bias, dev)?,
+            )
+        };
+        Ok(Self {
+            q,
+            k,
+            v,
+            o: Linear::load(src, &format!("{prefix}.o_proj"), h, q_out, c.o_bias, dev)?,
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+        })
+    }
+
+    /// `x`: `(batch, seq, hidden)`; `mask`: additive, `(batch, 1, seq, cached + seq)`.
+    fn forward(&self, x: &Tensor, step: &StepContext, cache: &mut KvCache, layer: usize) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let split = |y: Tensor, heads: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = split(self.q.forward(x)?, self.heads)?;
+        let k = split(self.k.forward(x)?, self.kv_heads)?;
+        let v = split(self.v.forward(x)?, self.kv_heads)?;
+        let q = step.rope.apply(&q, &step.cos, &step.sin)?;
+        let k = step.rope.apply(&k, &step.cos, &step.sin)?;
+        let (k, v) = cache.append(layer, &k, &v)?;
+        let k = repeat_kv(&k, self.heads / self.kv_heads)?;
+        let v = repeat_kv(&v, self.heads / self.kv_heads)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&step.mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v.contiguous()?)?;
+        let out = out.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+        self.o.forward(&out)
+    }
+}
+
+/// `(b, kv_heads, s, d)` -> `(b, kv_heads * groups, s, d)`, each kv head shared by `groups` heads.
+fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
+    if groups == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv, s, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?.expand((b, kv, groups, s, d))?.reshape((b, kv * groups, s, d))?)
+}
+
+/// `down(silu(gate(x)) * up(x))`.
+#[derive(Debug, Clone)]
+pub(crate) struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+impl Mlp {
+    fn load(src: &dyn TensorSource, prefix: &str, c: &ModelConfig, dev: &Device) -> Result<Self> {
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let (gate, up) = if c.architecture == Architecture::Phi3 {
+            let fused = Linear::load(src, &format!("{prefix}.gate_up_proj"), 2 * i, h, false, dev)?;
+            (fused.rows(0, i)?, fused.rows(i, i)?)
+        } else {
+            (
+                Linear::load(src, &format!("{prefix}.gate_proj"), i, h, false, dev)?,
+                Linear::load(src, &format!("{prefix}.up_proj"), i, h, false, dev)?,
+            )
+        };
+        Ok(Self {
+            gate,
+            up,
+            down: Linear::load(src, &format!("{prefix}.down_proj"), h, i, false, dev)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gated = (candle_nn::ops::silu(&self.gate.forward(x)?)? * self.up.forward(x)?)?;
+        self.down.forward(&gated)
+    }
+}
+
+/// What every layer of one forward call shares.
+pub(crate) struct StepContext<'a> {
+    pub(crate) rope: &'a Rope,
+    pub(crate) cos: Tensor,
+    pub(crate) sin: Tensor,
+    pub(crate) mask: Tensor,
+}
+
+/// Pre-norm transformer block: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
+#[derive(Debug, Clone)]
+pub(crate) struct DecoderLayer {
+    input_norm: RmsNorm,
+    attention: Attention,
+    post_attention_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    pub(crate) fn load(src: &dyn TensorSource, index: usize, c: &ModelConfig, dev: &Device) -> Result<Self> {
+        let p = format!("model.layers.{index}");
+        Ok(Self {
+            input_norm: RmsNorm::load(src, &format!("{p}.input_layernorm.weight"), c.hidden_size, c.rms_norm_eps, dev)?,
+            attention: Attention::load(src, &format!("{p}.self_attn"), c, dev)?,
+            post_attention_norm: RmsNorm::load(
+                src,
+                &format!("{p}.post_attention_layernorm.weight"),
+                c.hidden_size,
+                c.rms_norm_eps,
+                dev,
+            )?,
+            mlp: Mlp::load(src, &format!("{p}.mlp"), c, dev)?,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor, step: &StepContext, cache: &mut KvCache, layer: usize) -> Result<Tensor> {
+        let attn = self.attention.forward(&self.input_norm.forward(x)?, step, cache, layer)?;
+        let x = (x + attn)?;
+        let mlp = self.mlp.forward(&self.post_attention_norm.forward(&x)?)?;
+        Ok((x + mlp)?)
+    }
+}
+
+/// Additive attention mask `(batch, 1, new, cached + new)`: 0 where allowed, `f32::MIN` where not.
+///
+/// `f32::MIN` rather than `-inf` (as transformers does) keeps rows with nothing to attend to
+/// (queries at padding slots) finite instead of NaN, so NaN cannot leak through `0 * NaN`.
+pub(crate) fn attention_mask(
+    cache: &KvCache,
+    new: usize,
+    sliding_window: Option<usize>,
+    device: &Device,
+) -> Result<Tensor> {
+    let batch = cache.batch_size();
+    let past = cache.len();
+    let total = past + new;
+    let mut data = Vec::with_capacity(batch * new * total);
+    for row in 0..batch {
+        for q in past..total {
+            for k in 0..total {
+                let in_window = sliding_window.is_none_or(|w| q - k.min(q) < w);
+                let allowed = k <= q && cache.is_real(row, k) && in_window;
+                data.push(if allowed { 0.0f32 } else { f32::MIN });
+            }
+        }
+    }
+    Ok(Tensor::from_vec(data, (batch, 1, new, total), device)?.contiguous()?)
+}

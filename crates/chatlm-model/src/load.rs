@@ -1,0 +1,49 @@
+//! `Model::from_source`: one entry point for every model format.
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::model::Model;
+use crate::source::ModelSource;
+use crate::weights::SafetensorsSource;
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Where the weights and the computation live (the CPU unless a GPU backend is built in).
+    pub device: Device,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { device: Device::Cpu }
+    }
+}
+
+impl Model {
+    /// Loads the model `source` points at.
+    ///
+    /// ```no_run
+    /// use chatlm_model::{LoadOptions, Model, ModelSource};
+    /// let model = Model::from_source(&ModelSource::resolve("path/to/model-dir")?, &LoadOptions::default())?;
+    /// println!("{} layers", model.config().num_hidden_layers);
+    /// # Ok::<(), chatlm_model::ModelError>(())
+    /// ```
+    pub fn from_source(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
+        match source {
+            ModelSource::Directory(dir) => Self::from_dir(dir, options),
+            ModelSource::Gguf(path) => crate::gguf::load(path, options),
+        }
+    }
+
+    /// Loads a transformers model directory (`config.json` + safetensors).
+    pub fn from_dir(dir: &Path, options: &LoadOptions) -> Result<Self> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let weights = SafetensorsSource::open_dir(dir)?;
+        Self::from_tensors(config, &weights, &options.device)
+    }
+}

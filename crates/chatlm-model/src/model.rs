@@ -1,0 +1,226 @@
+//! The config-driven decoder: ids in, logits out.
+
+use candle_core::{Device, Tensor, D};
+
+use crate::cache::KvCache;
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::layers::{attention_mask, DecoderLayer, Linear, RmsNorm, StepContext};
+use crate::rope::Rope;
+use crate::weights::TensorSource;
+
+/// A batch of token rows of equal length, with the mask telling real tokens from padding.
+///
+/// ```
+/// use chatlm_model::BatchInput;
+/// let batch = BatchInput::left_padded(&[vec![1, 2, 3], vec![4]], 0);
+/// assert_eq!(batch.ids, vec![vec![1, 2, 3], vec![0, 0, 4]]);
+/// assert_eq!(batch.attention_mask[1], vec![false, false, true]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchInput {
+    /// `ids[row][i]`; every row has the same length.
+    pub ids: Vec<Vec<u32>>,
+    /// `attention_mask[row][i]`: false for padding.
+    pub attention_mask: Vec<Vec<bool>>,
+}
+
+impl BatchInput {
+    /// Left-pads `prompts` with `pad_id` to the longest one (what chat models expect for
+    /// batched generation: every row's last token is at the same slot).
+    pub fn left_padded(prompts: &[Vec<u32>], pad_id: u32) -> Self {
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let ids = prompts
+            .iter()
+            .map(|p| std::iter::repeat_n(pad_id, width - p.len()).chain(p.iter().copied()).collect())
+            .collect();
+        let attention_mask = prompts
+            .iter()
+            .map(|p| std::iter::repeat_n(false, width - p.len()).chain(std::iter::repeat_n(true, p.len())).collect())
+            .collect();
+        Self { ids, attention_mask }
+    }
+
+    /// One new real token per row: a decoding step.
+    pub fn step(tokens: &[u32]) -> Self {
+        Self {
+            ids: tokens.iter().map(|&t| vec![t]).collect(),
+            attention_mask: vec![vec![true]; tokens.len()],
+        }
+    }
+}
+
+/// A loaded decoder (Llama, Mistral, Qwen2, Phi-3, SmolLM2) computing f32 logits on the CPU.
+///
+/// ```no_run
+/// use chatlm_model::{LoadOptions, Model, ModelSource};
+/// let source = ModelSource::resolve("HuggingFaceTB/SmolLM2-135M-Instruct")?;
+/// let model = Model::from_source(&source, &LoadOptions::default())?;
+/// let mut cache = model.new_cache(1, 256)?;
+/// let logits = model.forward_last(&[1, 9690, 198], &mut cache)?;
+/// let next = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+/// # Ok::<(), chatlm_model::ModelError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Model {
+    config: ModelConfig,
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rope: Rope,
+    device: Device,
+}
+
+impl Model {
+    /// Builds the model from tensors named like transformers' checkpoints.
+    pub(crate) fn from_tensors(config: ModelConfig, src: &dyn TensorSource, device: &Device) -> Result<Self> {
+        let c = &config;
+        let embed_tokens = src.get("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size], device)?;
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| DecoderLayer::load(src, i, c, device))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(src, "model.norm.weight", c.hidden_size, c.rms_norm_eps, device)?;
+        let lm_head = if c.tie_word_embeddings {
+            Linear::new(embed_tokens.clone(), None)
+        } else {
+            Linear::new(src.get("lm_head.weight", &[c.vocab_size, c.hidden_size], device)?, None)
+        };
+        Ok(Self {
+            rope: Rope::new(c),
+            config,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            device: device.clone(),
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A cache for `batch` sequences of up to `capacity` tokens (at most
+    /// [`ModelConfig::context_length`]).
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> Result<KvCache> {
+        if capacity > self.config.context_length() {
+            return Err(ModelError::ContextOverflow {
+                needed: capacity,
+                capacity: self.config.context_length(),
+            });
+        }
+        KvCache::new(&self.config, batch, capacity, &self.device)
+    }
+
+    /// Runs `ids` (one sequence, appended after what `cache` holds) and returns the logits of
+    /// every new position, shape `(ids.len(), vocab)`.
+    pub fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let input = BatchInput {
+            ids: vec![ids.to_vec()],
+            attention_mask: vec![vec![true; ids.len()]],
+        };
+        Ok(self.run(&input, cache, false)?.squeeze(0)?)
+    }
+
+    /// Like [`Self::forward`] but only the last position's logits, as a vector: what a
+    /// generation step needs, without the vocabulary projection of the other positions.
+    pub fn forward_last(&self, ids: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
+        let input = BatchInput {
+            ids: vec![ids.to_vec()],
+            attention_mask: vec![vec![true; ids.len()]],
+        };
+        Ok(self.run(&input, cache, true)?.flatten_all()?.to_vec1()?)
+    }
+
+    /// Runs a batch (e.g. left-padded prompts, then [`BatchInput::step`]s) and returns the
+    /// logits of every new position, shape `(rows, len, vocab)`. Rows at padding slots hold
+    /// meaningless values.
+    pub fn forward_batch(&self, input: &BatchInput, cache: &mut KvCache) -> Result<Tensor> {
+        self.run(input, cache, false)
+    }
+
+    /// Like [`Self::forward_batch`] but only the last slot of each row: `(rows, vocab)`.
+    pub fn forward_batch_last(&self, input: &BatchInput, cache: &mut KvCache) -> Result<Tensor> {
+        Ok(self.run(input, cache, true)?.squeeze(1)?)
+    }
+
+    fn run(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool) -> Result<Tensor> {
+        let new = self.validate(input)?;
+        let start = cache.len();
+        let result = self.run_step(input, cache, new, last_only);
+        match result {
+            Ok(logits) => {
+                cache.end_step(new);
+                Ok(logits)
+            }
+            Err(e) => {
+                cache.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    fn run_step(&self, input: &BatchInput, cache: &mut KvCache, new: usize, last_only: bool) -> Result<Tensor> {
+        let positions = cache.begin_step(&input.attention_mask)?;
+        let (cos, sin) = self.rope.tables(&positions, &self.device)?;
+        let mask = attention_mask(cache, new, self.config.sliding_window, &self.device)?;
+        let step = StepContext {
+            rope: &self.rope,
+            cos,
+            sin,
+            mask,
+        };
+        let batch = input.ids.len();
+        let flat: Vec<u32> = input.ids.iter().flatten().copied().collect();
+        let ids = Tensor::from_vec(flat, batch * new, &self.device)?;
+        let mut x = self
+            .embed_tokens
+            .index_select(&ids, 0)?
+            .reshape((batch, new, self.config.hidden_size))?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, &step, cache, index)?;
+        }
+        if last_only {
+            x = x.narrow(1, new - 1, 1)?;
+        }
+        let x = self.norm.forward(&x)?;
+        let logits = self.lm_head.forward(&x)?;
+        debug_assert_eq!(logits.dim(D::Minus1)?, self.config.vocab_size);
+        Ok(logits)
+    }
+
+    /// Checks the batch is rectangular, non-empty and in the vocabulary; returns its width.
+    fn validate(&self, input: &BatchInput) -> Result<usize> {
+        let invalid = |m: String| Err(ModelError::InvalidInput(m));
+        let Some(first) = input.ids.first() else {
+            return invalid("empty batch".into());
+        };
+        let new = first.len();
+        if new == 0 {
+            return invalid("no input tokens".into());
+        }
+        if input.attention_mask.len() != input.ids.len() {
+            return invalid(format!(
+                "{} mask rows for {} id rows",
+                input.attention_mask.len(),
+                input.ids.len()
+            ));
+        }
+        for (row, (ids, mask)) in input.ids.iter().zip(&input.attention_mask).enumerate() {
+            if ids.len() != new || mask.len() != new {
+                return invalid(format!("row {row} has {} ids and {} mask entries, expected {new}", ids.len(), mask.len()));
+            }
+            if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+                return invalid(format!("token id {bad} in row {row} is outside the vocabulary of {}", self.config.vocab_size));
+            }
+        }
+        Ok(new)
+    }
+}

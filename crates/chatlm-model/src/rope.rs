@@ -1,0 +1,121 @@
+//! Rotary position embeddings, with the rope scaling variants of transformers.
+
+use candle_core::{Device, Tensor, D};
+
+use crate::config::{ModelConfig, RopeScaling};
+use crate::error::Result;
+
+/// Rotary frequencies of one model; turns position ids into cos/sin tables.
+#[derive(Debug, Clone)]
+pub(crate) struct Rope {
+    rotary_dim: usize,
+    theta: f32,
+    scaling: RopeScaling,
+    max_position_embeddings: usize,
+    /// Frequencies for sequences within `max_position_embeddings` (all but `dynamic` growth).
+    base_inv_freq: Vec<f32>,
+}
+
+impl Rope {
+    pub(crate) fn new(config: &ModelConfig) -> Self {
+        let rotary_dim = config.rotary_dim();
+        let mut rope = Self {
+            rotary_dim,
+            theta: config.rope_theta,
+            scaling: config.rope_scaling.clone(),
+            max_position_embeddings: config.max_position_embeddings,
+            base_inv_freq: Vec::new(),
+        };
+        rope.base_inv_freq = rope.scaled_inv_freq(config.rope_theta);
+        rope
+    }
+
+    /// `1 / theta^(2i/d)` in f32, as torch computes it, then the static rescalings.
+    fn scaled_inv_freq(&self, theta: f32) -> Vec<f32> {
+        let dim = self.rotary_dim as f32;
+        let plain = (0..self.rotary_dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f32 / dim));
+        match self.scaling {
+            RopeScaling::None | RopeScaling::Dynamic { .. } => plain.collect(),
+            RopeScaling::Linear { factor } => plain.map(|f| f / factor).collect(),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                let old_len = original_max_position_embeddings as f32;
+                let low_freq_wavelen = old_len / low_freq_factor;
+                let high_freq_wavelen = old_len / high_freq_factor;
+                plain
+                    .map(|f| {
+                        let wavelen = 2.0 * std::f32::consts::PI / f;
+                        if wavelen < high_freq_wavelen {
+                            f
+                        } else if wavelen > low_freq_wavelen {
+                            f / factor
+                        } else {
+                            let smooth = (old_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Frequencies for a forward call whose largest position is `seq_len - 1`.
+    ///
+    /// `dynamic` scaling grows the base with the sequence, like transformers'
+    /// `dynamic_rope_update`: within one sequence the positions only grow, so the frequencies
+    /// transformers caches equal the ones computed from the current call.
+    fn inv_freq_for(&self, seq_len: usize) -> Vec<f32> {
+        match self.scaling {
+            RopeScaling::Dynamic { factor } if seq_len > self.max_position_embeddings => {
+                let dim = self.rotary_dim as f32;
+                let ratio = factor * seq_len as f32 / self.max_position_embeddings as f32 - (factor - 1.0);
+                let theta = self.theta * ratio.powf(dim / (dim - 2.0));
+                self.scaled_inv_freq(theta)
+            }
+            _ => self.base_inv_freq.clone(),
+        }
+    }
+
+    /// cos and sin tables of shape `(batch, 1, seq, rotary_dim)` for `positions[batch][seq]`.
+    pub(crate) fn tables(&self, positions: &[Vec<u32>], device: &Device) -> Result<(Tensor, Tensor)> {
+        let batch = positions.len();
+        let seq = positions.first().map_or(0, Vec::len);
+        let max_pos = positions.iter().flatten().copied().max().unwrap_or(0) as usize;
+        let inv_freq = self.inv_freq_for(max_pos + 1);
+        let half = inv_freq.len();
+        let mut cos = Vec::with_capacity(batch * seq * 2 * half);
+        let mut sin = Vec::with_capacity(batch * seq * 2 * half);
+        for &pos in positions.iter().flatten() {
+            // The table is `cat(freqs, freqs)`: the rotate-half layout of transformers.
+            for _ in 0..2 {
+                for &f in &inv_freq {
+                    let angle = f * pos as f32;
+                    cos.push(angle.cos());
+                    sin.push(angle.sin());
+                }
+            }
+        }
+        let shape = (batch, 1, seq, 2 * half);
+        Ok((Tensor::from_vec(cos, shape, device)?, Tensor::from_vec(sin, shape, device)?))
+    }
+
+    /// Rotates the first `rotary_dim` features of `x` (`(batch, heads, seq, head_dim)`).
+    pub(crate) fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let head_dim = x.dim(D::Minus1)?;
+        let rot = x.narrow(D::Minus1, 0, self.rotary_dim)?;
+        let half = self.rotary_dim / 2;
+        let x1 = rot.narrow(D::Minus1, 0, half)?;
+        let x2 = rot.narrow(D::Minus1, half, half)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        let out = (rot.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?;
+        if self.rotary_dim == head_dim {
+            return Ok(out);
+        }
+        let pass = x.narrow(D::Minus1, self.rotary_dim, head_dim - self.rotary_dim)?;
+        Ok(Tensor::cat(&[&out, &pass], D::Minus1)?)
+    }
+}
