@@ -36,14 +36,6 @@ pub(crate) trait TensorSource {
         }
         self.load_f32(name, device)
     }
-
-    /// Like [`Self::get`], but `None` when the tensor is absent.
-    fn get_optional(&self, name: &str, expected: &[usize], device: &Device) -> Result<Option<Tensor>> {
-        if self.shape(name).is_none() {
-            return Ok(None);
-        }
-        self.get(name, expected, device).map(Some)
-    }
 }
 
 /// Safetensors files, memory-mapped; tensors are copied out (and upcast) one at a time so the

@@ -1,0 +1,112 @@
+//! Bad models and bad inputs give typed errors that say what is wrong.
+
+mod common;
+
+use chatlm_model::{BatchInput, LoadOptions, Model, ModelError, ModelSource};
+use common::{copy_model, data_dir, scratch_dir};
+
+fn load_dir(dir: &std::path::Path) -> Result<Model, ModelError> {
+    Model::from_source(&ModelSource::from_path(dir)?, &LoadOptions::default())
+}
+
+fn edit_config(dir: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+}
+
+#[test]
+fn truncated_safetensors_is_a_safetensors_error_naming_the_file() {
+    let dir = scratch_dir("truncated");
+    copy_model("llama3", &dir);
+    let weights = dir.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    match load_dir(&dir) {
+        Err(ModelError::Safetensors { path, .. }) => assert_eq!(path, weights),
+        other => panic!("expected a safetensors error, got {other:?}"),
+    }
+}
+
+#[test]
+fn config_not_matching_weights_names_tensor_and_both_shapes() {
+    let dir = scratch_dir("mismatch");
+    copy_model("llama3", &dir);
+    edit_config(&dir, |c| c["intermediate_size"] = 96.into());
+    let err = load_dir(&dir).unwrap_err();
+    match &err {
+        ModelError::ShapeMismatch { name, expected, found, .. } => {
+            assert_eq!(name, "model.layers.0.mlp.gate_proj.weight");
+            assert_eq!(expected, &[96, 64]);
+            assert_eq!(found, &[64, 64]);
+        }
+        other => panic!("expected a shape mismatch, got {other:?}"),
+    }
+    assert!(err.to_string().contains("model.layers.0.mlp.gate_proj.weight"), "{err}");
+}
+
+#[test]
+fn unknown_architecture_is_named() {
+    let dir = scratch_dir("unknown-arch");
+    copy_model("llama3", &dir);
+    edit_config(&dir, |c| c["architectures"] = serde_json::json!(["GPT2LMHeadModel"]));
+    let err = load_dir(&dir).unwrap_err();
+    assert!(matches!(&err, ModelError::UnsupportedArchitecture { name, .. } if name == "GPT2LMHeadModel"), "{err:?}");
+    assert!(err.to_string().contains("GPT2LMHeadModel"));
+}
+
+#[test]
+fn unknown_model_type_is_named_when_architectures_is_absent() {
+    let dir = scratch_dir("unknown-type");
+    copy_model("llama3", &dir);
+    edit_config(&dir, |c| {
+        c.as_object_mut().unwrap().remove("architectures");
+        c["model_type"] = "gpt_neox".into();
+    });
+    let err = load_dir(&dir).unwrap_err();
+    assert!(matches!(&err, ModelError::UnsupportedArchitecture { name, .. } if name == "gpt_neox"), "{err:?}");
+}
+
+#[test]
+fn unsupported_rope_scaling_is_named() {
+    let dir = scratch_dir("longrope");
+    copy_model("llama3", &dir);
+    edit_config(&dir, |c| c["rope_parameters"]["rope_type"] = "longrope".into());
+    let err = load_dir(&dir).unwrap_err();
+    assert!(matches!(&err, ModelError::Unsupported { value, .. } if value == "longrope"), "{err:?}");
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let dir = scratch_dir("untied");
+    copy_model("llama_tied", &dir);
+    edit_config(&dir, |c| c["tie_word_embeddings"] = false.into());
+    let err = load_dir(&dir).unwrap_err();
+    assert!(matches!(&err, ModelError::MissingTensor { name, .. } if name == "lm_head.weight"), "{err:?}");
+}
+
+#[test]
+fn bad_inputs_are_rejected_and_leave_the_cache_usable() {
+    let model = load_dir(&data_dir("llama3")).unwrap();
+    let mut cache = model.new_cache(1, 8).unwrap();
+    let err = model.forward(&[1, 999], &mut cache).unwrap_err();
+    assert!(matches!(&err, ModelError::InvalidInput(m) if m.contains("999")), "{err:?}");
+    assert!(matches!(model.forward(&[], &mut cache), Err(ModelError::InvalidInput(_))));
+    model.forward(&[1, 2, 3, 4, 5], &mut cache).unwrap();
+    let err = model.forward(&[1, 2, 3, 4], &mut cache).unwrap_err();
+    assert!(matches!(err, ModelError::ContextOverflow { needed: 9, capacity: 8 }), "{err:?}");
+    assert_eq!(cache.len(), 5);
+    model.forward(&[6, 7, 8], &mut cache).unwrap();
+    assert_eq!(cache.len(), 8);
+
+    let too_long = model.config().context_length() + 1;
+    assert!(matches!(model.new_cache(1, too_long), Err(ModelError::ContextOverflow { .. })));
+
+    let mut batch_cache = model.new_cache(2, 8).unwrap();
+    let ragged = BatchInput { ids: vec![vec![1, 2], vec![3]], attention_mask: vec![vec![true, true], vec![true]] };
+    assert!(matches!(model.forward_batch(&ragged, &mut batch_cache), Err(ModelError::InvalidInput(_))));
+    let wrong_rows = BatchInput::step(&[1, 2, 3]);
+    assert!(matches!(model.forward_batch(&wrong_rows, &mut batch_cache), Err(ModelError::InvalidInput(_))));
+    assert!(batch_cache.is_empty());
+}
