@@ -63,6 +63,8 @@ pub enum RopeScaling {
         high_freq_factor: f32,
         original_max_position_embeddings: usize,
     },
+    /// Per-frequency divisors, as llama.cpp stores Llama 3.1 scaling (`rope_freqs.weight`).
+    FrequencyFactors(Vec<f32>),
 }
 
 /// Hyper-parameters of a decoder, normalised across architectures and file formats.

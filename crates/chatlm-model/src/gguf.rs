@@ -1,14 +1,247 @@
 //! GGUF models: llama.cpp tensor names and hyper-parameters mapped onto the same decoder.
+//!
+//! The container is read with candle's GGUF reader over a memory map; every tensor is
+//! dequantized to f32 on load (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, f16, bf16, ...). This is the
+//! reference path: fast quantized kernels replace the f32 matrices later.
 
-use std::path::Path;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
 
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{Device, Tensor};
+
+use crate::config::{Architecture, ModelConfig, RopeScaling, SUPPORTED_ARCHITECTURES};
 use crate::error::{ModelError, Result};
 use crate::load::LoadOptions;
 use crate::model::Model;
+use crate::weights::TensorSource;
 
-pub(crate) fn load(path: &Path, _options: &LoadOptions) -> Result<Model> {
-    Err(ModelError::Gguf {
-        path: path.to_path_buf(),
-        message: "GGUF loading is not available yet".into(),
-    })
+/// A memory-mapped GGUF file answering in transformers' tensor names.
+pub(crate) struct GgufSource {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    content: Content,
+    /// llama.cpp stores Llama's q/k rows interleaved for its rope; these are undone on load.
+    permuted_qk: Option<(usize, usize)>,
+}
+
+impl GgufSource {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // SAFETY: read-only mapping; like every mmap-based loader we rely on the file not being
+        // modified while the model is loading.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let content = Content::read(&mut Cursor::new(&map[..])).map_err(|e| ModelError::Gguf {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let source = Self {
+            path: path.to_path_buf(),
+            map,
+            content,
+            permuted_qk: None,
+        };
+        source.check_extents()?;
+        Ok(source)
+    }
+
+    fn error(&self, message: String) -> ModelError {
+        ModelError::Gguf {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    /// Rejects a truncated file up front, naming the first tensor that runs past its end.
+    fn check_extents(&self) -> Result<()> {
+        let file_len = self.map.len() as u64;
+        for (name, info) in &self.content.tensor_infos {
+            let blocks = info.shape.elem_count() / info.ggml_dtype.block_size();
+            let end = self.content.tensor_data_offset + info.offset + (blocks * info.ggml_dtype.type_size()) as u64;
+            if end > file_len {
+                return Err(self.error(format!(
+                    "tensor `{name}` ends at byte {end} but the file has {file_len} bytes (truncated?)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn meta(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    fn meta_u32(&self, key: &str) -> Result<u32> {
+        let value = self.meta(key).ok_or_else(|| self.error(format!("metadata `{key}` missing")))?;
+        value
+            .to_u32()
+            .or_else(|_| value.to_u64().map(|v| v as u32))
+            .or_else(|_| value.to_i32().map(|v| v as u32))
+            .map_err(|e| self.error(format!("metadata `{key}`: {e}")))
+    }
+
+    fn meta_f32(&self, key: &str) -> Option<f32> {
+        self.meta(key).and_then(|v| v.to_f32().ok())
+    }
+
+    /// Builds the decoder's hyper-parameters from `general.architecture` and `<arch>.*` keys.
+    pub(crate) fn config(&mut self, device: &Device) -> Result<ModelConfig> {
+        let arch_name = self
+            .meta("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .ok_or_else(|| self.error("metadata `general.architecture` missing".into()))?;
+        let architecture =
+            Architecture::from_model_type(&arch_name).ok_or_else(|| ModelError::UnsupportedArchitecture {
+                name: arch_name.clone(),
+                path: self.path.clone(),
+                supported: SUPPORTED_ARCHITECTURES,
+            })?;
+        let key = |k: &str| format!("{arch_name}.{k}");
+        let hidden_size = self.meta_u32(&key("embedding_length"))? as usize;
+        let heads = self.meta_u32(&key("attention.head_count"))? as usize;
+        let kv_heads = self.meta_u32(&key("attention.head_count_kv")).map_or(heads, |v| v as usize);
+        let head_dim = self.meta_u32(&key("attention.key_length")).map_or(hidden_size / heads.max(1), |v| v as usize);
+        let vocab_size = self
+            .content
+            .tensor_infos
+            .get("token_embd.weight")
+            .map(|info| info.shape.dims()[0])
+            .ok_or_else(|| self.error("tensor `token_embd.weight` missing".into()))?;
+        let rotary_dim = self.meta_u32(&key("rope.dimension_count")).map_or(head_dim, |v| v as usize);
+        let rope_scaling = self.rope_scaling(&key, device)?;
+        let eos = self.meta_u32("tokenizer.ggml.eos_token_id").ok();
+        if architecture == Architecture::Llama || architecture == Architecture::Mistral {
+            self.permuted_qk = Some((heads, kv_heads));
+        }
+        Ok(ModelConfig {
+            architecture,
+            hidden_size,
+            intermediate_size: self.meta_u32(&key("feed_forward_length"))? as usize,
+            num_hidden_layers: self.meta_u32(&key("block_count"))? as usize,
+            num_attention_heads: heads,
+            num_key_value_heads: kv_heads,
+            head_dim,
+            vocab_size,
+            max_position_embeddings: self.meta_u32(&key("context_length"))? as usize,
+            rms_norm_eps: self.meta_f32(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f64,
+            rope_theta: self.meta_f32(&key("rope.freq_base")).unwrap_or(10_000.0),
+            rope_scaling,
+            partial_rotary_factor: rotary_dim as f32 / head_dim as f32,
+            tie_word_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
+            qkv_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias")
+                || self.content.tensor_infos.contains_key("blk.0.attn_qkv.bias"),
+            o_bias: self.content.tensor_infos.contains_key("blk.0.attn_output.bias"),
+            sliding_window: self.meta_u32(&key("attention.sliding_window")).ok().map(|v| v as usize),
+            bos_token_id: self.meta_u32("tokenizer.ggml.bos_token_id").ok(),
+            eos_token_ids: eos.into_iter().collect(),
+        })
+    }
+
+    /// llama.cpp keeps Llama 3.1's rescaled frequencies as a `rope_freqs.weight` tensor of
+    /// divisors rather than as metadata; linear scaling is metadata.
+    fn rope_scaling(&self, key: &dyn Fn(&str) -> String, device: &Device) -> Result<RopeScaling> {
+        if self.content.tensor_infos.contains_key("rope_freqs.weight") {
+            let factors = self.load_f32_raw("rope_freqs.weight", device)?.to_vec1::<f32>()?;
+            return Ok(RopeScaling::FrequencyFactors(factors));
+        }
+        let kind = self.meta(&key("rope.scaling.type")).and_then(|v| v.to_string().ok()).cloned();
+        let factor = self.meta_f32(&key("rope.scaling.factor"));
+        match (kind.as_deref(), factor) {
+            (None | Some("none"), _) => Ok(RopeScaling::None),
+            (Some("linear"), Some(factor)) => Ok(RopeScaling::Linear { factor }),
+            (Some(other), _) => Err(ModelError::Unsupported {
+                what: "GGUF rope scaling type",
+                value: other.to_string(),
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    fn load_f32_raw(&self, gguf_name: &str, device: &Device) -> Result<Tensor> {
+        let qtensor = self
+            .content
+            .tensor(&mut Cursor::new(&self.map[..]), gguf_name, device)
+            .map_err(|e| self.error(format!("tensor `{gguf_name}`: {e}")))?;
+        Ok(qtensor.dequantize(device)?)
+    }
+}
+
+/// transformers name -> llama.cpp name (`model.layers.3.self_attn.q_proj.weight` ->
+/// `blk.3.attn_q.weight`).
+fn gguf_name(hf_name: &str) -> Option<String> {
+    let fixed = match hf_name {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(name) = fixed {
+        return Some(name.to_string());
+    }
+    let rest = hf_name.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (module, kind) = rest.rsplit_once('.')?;
+    let mapped = match module {
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "self_attn.qkv_proj" => "attn_qkv",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" | "mlp.gate_up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{mapped}.{kind}"))
+}
+
+/// Undoes llama.cpp's `permute` of q/k rows (rotate-half layout -> interleaved pairs), the
+/// way transformers' GGUF integration does: rows `(head, pair, 2)` become `(head, 2, pair)`.
+fn unpermute_rows(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let dims = w.dims().to_vec();
+    let rows = dims[0];
+    let pair = rows / heads / 2;
+    let mut shape = vec![heads, pair, 2];
+    shape.extend_from_slice(&dims[1..]);
+    Ok(w.reshape(shape)?.transpose(1, 2)?.contiguous()?.reshape(dims)?)
+}
+
+impl TensorSource for GgufSource {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let info = self.content.tensor_infos.get(&gguf_name(name)?)?;
+        Some(info.shape.dims().to_vec())
+    }
+
+    fn load_f32(&self, name: &str, device: &Device) -> Result<Tensor> {
+        let gguf = gguf_name(name).ok_or_else(|| ModelError::MissingTensor {
+            name: name.to_string(),
+            source_desc: self.describe(),
+        })?;
+        let tensor = self.load_f32_raw(&gguf, device)?;
+        match (self.permuted_qk, gguf.rsplit_once('.').map(|(m, _)| m.rsplit('.').next())) {
+            (Some((heads, _)), Some(Some("attn_q"))) => unpermute_rows(&tensor, heads),
+            (Some((_, kv_heads)), Some(Some("attn_k"))) => unpermute_rows(&tensor, kv_heads),
+            _ => Ok(tensor),
+        }
+    }
+}
+
+/// Loads a GGUF model onto `options.device`.
+pub(crate) fn load(path: &Path, options: &LoadOptions) -> Result<Model> {
+    let mut source = GgufSource::open(path)?;
+    let config = source.config(&options.device)?;
+    Model::from_tensors(config, &source, &options.device)
 }

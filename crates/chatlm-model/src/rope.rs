@@ -37,6 +37,7 @@ impl Rope {
         match self.scaling {
             RopeScaling::None | RopeScaling::Dynamic { .. } => plain.collect(),
             RopeScaling::Linear { factor } => plain.map(|f| f / factor).collect(),
+            RopeScaling::FrequencyFactors(ref factors) => plain.zip(factors).map(|(f, d)| f / d).collect(),
             RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
