@@ -110,3 +110,19 @@ fn bad_inputs_are_rejected_and_leave_the_cache_usable() {
     assert!(matches!(model.forward_batch(&wrong_rows, &mut batch_cache), Err(ModelError::InvalidInput(_))));
     assert!(batch_cache.is_empty());
 }
+
+#[test]
+fn truncated_gguf_is_a_gguf_error_naming_a_tensor_or_the_header() {
+    let dir = scratch_dir("truncated-gguf");
+    let bytes = std::fs::read(data_dir("llama_tied_q8_0").join("model.gguf")).unwrap();
+    let path = dir.join("model.gguf");
+    std::fs::write(&path, &bytes[..bytes.len() - 1000]).unwrap();
+    let err = Model::from_source(&ModelSource::Gguf(path.clone()), &LoadOptions::default()).unwrap_err();
+    assert!(matches!(&err, ModelError::Gguf { path: p, message } if p == &path && message.contains("truncated")), "{err:?}");
+    std::fs::write(&path, &bytes[..100]).unwrap();
+    let err = Model::from_source(&ModelSource::Gguf(path.clone()), &LoadOptions::default()).unwrap_err();
+    assert!(matches!(&err, ModelError::Gguf { .. }), "{err:?}");
+    std::fs::write(&path, b"not a gguf file at all").unwrap();
+    let err = Model::from_source(&ModelSource::Gguf(path.clone()), &LoadOptions::default()).unwrap_err();
+    assert!(matches!(&err, ModelError::Gguf { .. }), "{err:?}");
+}
