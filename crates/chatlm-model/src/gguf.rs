@@ -8,13 +8,15 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Tensor};
 
 use crate::config::{Architecture, ModelConfig, RopeScaling, SUPPORTED_ARCHITECTURES};
 use crate::error::{ModelError, Result};
+use crate::linear::quantize_matrix;
 use crate::load::LoadOptions;
 use crate::model::Model;
-use crate::weights::TensorSource;
+use crate::weights::{LoadContext, TensorSource};
 
 /// A memory-mapped GGUF file answering in transformers' tensor names.
 pub(crate) struct GgufSource {
@@ -164,12 +166,24 @@ impl GgufSource {
         }
     }
 
-    fn load_f32_raw(&self, gguf_name: &str, device: &Device) -> Result<Tensor> {
-        let qtensor = self
-            .content
+    fn load_raw(&self, gguf_name: &str, device: &Device) -> Result<QTensor> {
+        self.content
             .tensor(&mut Cursor::new(&self.map[..]), gguf_name, device)
-            .map_err(|e| self.error(format!("tensor `{gguf_name}`: {e}")))?;
-        Ok(qtensor.dequantize(device)?)
+            .map_err(|e| self.error(format!("tensor `{gguf_name}`: {e}")))
+    }
+
+    fn load_f32_raw(&self, gguf_name: &str, device: &Device) -> Result<Tensor> {
+        Ok(self.load_raw(gguf_name, device)?.dequantize(device)?)
+    }
+
+    /// Head count whose q/k row permutation `gguf_name` carries, if any.
+    fn permuted_heads(&self, gguf_name: &str) -> Option<usize> {
+        let (heads, kv_heads) = self.permuted_qk?;
+        match gguf_name.rsplit_once('.')?.0.rsplit('.').next()? {
+            "attn_q" => Some(heads),
+            "attn_k" => Some(kv_heads),
+            _ => None,
+        }
     }
 }
 
@@ -215,6 +229,26 @@ fn unpermute_rows(w: &Tensor, heads: usize) -> Result<Tensor> {
     Ok(w.reshape(shape)?.transpose(1, 2)?.contiguous()?.reshape(dims)?)
 }
 
+/// [`unpermute_rows`] on a block-quantized matrix: GGML rows are independent runs of blocks,
+/// so rows move as byte ranges without requantizing.
+fn unpermute_quantized_rows(w: &QTensor, heads: usize, device: &Device) -> Result<QTensor> {
+    let dims = w.shape().dims().to_vec();
+    let data = w.data()?;
+    let rows = dims[0];
+    let row_bytes = data.len() / rows;
+    let pair = rows / heads / 2;
+    let mut out = Vec::with_capacity(data.len());
+    for head in 0..heads {
+        for half in 0..2 {
+            for p in 0..pair {
+                let src = head * 2 * pair + p * 2 + half;
+                out.extend_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+            }
+        }
+    }
+    Ok(qtensor_from_ggml(w.dtype(), &out, dims, device)?)
+}
+
 impl TensorSource for GgufSource {
     fn describe(&self) -> String {
         self.path.display().to_string()
@@ -231,11 +265,31 @@ impl TensorSource for GgufSource {
             source_desc: self.describe(),
         })?;
         let tensor = self.load_f32_raw(&gguf, device)?;
-        match (self.permuted_qk, gguf.rsplit_once('.').map(|(m, _)| m.rsplit('.').next())) {
-            (Some((heads, _)), Some(Some("attn_q"))) => unpermute_rows(&tensor, heads),
-            (Some((_, kv_heads)), Some(Some("attn_k"))) => unpermute_rows(&tensor, kv_heads),
-            _ => Ok(tensor),
+        match self.permuted_heads(&gguf) {
+            Some(heads) => unpermute_rows(&tensor, heads),
+            None => Ok(tensor),
         }
+    }
+
+    /// Quantized matrices stay in their blocks (rows moved as raw bytes where llama.cpp
+    /// permuted them); float ones take the in-situ quantization path like safetensors.
+    fn load_matrix(&self, name: &str, expected: &[usize], ctx: &LoadContext) -> Result<QMatMul> {
+        self.check_shape(name, expected)?;
+        let gguf = gguf_name(name).ok_or_else(|| ModelError::MissingTensor {
+            name: name.to_string(),
+            source_desc: self.describe(),
+        })?;
+        let raw = self.load_raw(&gguf, &ctx.device)?;
+        let is_float = matches!(raw.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        if ctx.dequantize || is_float {
+            let quantize = if ctx.dequantize { None } else { ctx.quantize };
+            return quantize_matrix(self.load_f32(name, &ctx.device)?, quantize);
+        }
+        let raw = match self.permuted_heads(&gguf) {
+            Some(heads) => unpermute_quantized_rows(&raw, heads, &ctx.device)?,
+            None => raw,
+        };
+        Ok(QMatMul::from_qtensor(raw)?)
     }
 }
 
@@ -243,5 +297,5 @@ impl TensorSource for GgufSource {
 pub(crate) fn load(path: &Path, options: &LoadOptions) -> Result<Model> {
     let mut source = GgufSource::open(path)?;
     let config = source.config(&options.device)?;
-    Model::from_tensors(config, &source, &options.device)
+    Model::from_tensors(config, &source, &options.context())
 }

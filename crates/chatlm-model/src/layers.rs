@@ -4,48 +4,20 @@ use candle_core::{Device, Tensor};
 
 use crate::cache::KvCache;
 use crate::config::{Architecture, ModelConfig};
-use crate::error::Result;
+use crate::error::{ModelError, Result};
+use crate::linear::{Linear, Projections};
 use crate::rope::Rope;
-use crate::weights::TensorSource;
+use crate::weights::{LoadContext, TensorSource};
 
-/// `y = x Wᵀ + b` with `W` of shape `(out, in)`, as stored by transformers.
-#[derive(Debug, Clone)]
-pub(crate) struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Linear {
-    pub(crate) fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
-    }
-
-    fn load(src: &dyn TensorSource, prefix: &str, out: usize, inp: usize, bias: bool, dev: &Device) -> Result<Self> {
-        let weight = src.get(&format!("{prefix}.weight"), &[out, inp], dev)?;
-        let bias = if bias {
-            Some(src.get(&format!("{prefix}.bias"), &[out], dev)?)
-        } else {
-            None
-        };
-        Ok(Self { weight, bias })
-    }
-
-    /// Rows `start..start + len` of the output: splits the fused projections of Phi-3.
-    fn rows(&self, start: usize, len: usize) -> Result<Self> {
-        Ok(Self {
-            weight: self.weight.narrow(0, start, len)?,
-            bias: self.bias.as_ref().map(|b| b.narrow(0, start, len)).transpose()?,
-        })
-    }
-
-    /// Applies the map to `x` of shape `(..., in)`.
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.broadcast_matmul(&self.weight.t()?)?;
-        Ok(match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
-    }
+/// Loads `{prefix}.weight` (`(out, in)`, quantized as the load asks) and its bias.
+fn load_linear(src: &dyn TensorSource, prefix: &str, out: usize, inp: usize, bias: bool, ctx: &LoadContext) -> Result<Linear> {
+    let weight = src.load_matrix(&format!("{prefix}.weight"), &[out, inp], ctx)?;
+    let bias = if bias {
+        Some(src.get(&format!("{prefix}.bias"), &[out], &ctx.device)?)
+    } else {
+        None
+    };
+    Ok(Linear::new(weight, bias))
 }
 
 /// Root-mean-square normalisation with a learned scale.
@@ -71,9 +43,8 @@ impl RmsNorm {
 /// Grouped-query self-attention with rotary positions.
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// q, k and v projections.
+    qkv: Projections,
     o: Linear,
     heads: usize,
     kv_heads: usize,
@@ -81,23 +52,21 @@ pub(crate) struct Attention {
 }
 
 impl Attention {
-    fn load(src: &dyn TensorSource, prefix: &str, c: &ModelConfig, dev: &Device) -> Result<Self> {
+    fn load(src: &dyn TensorSource, prefix: &str, c: &ModelConfig, ctx: &LoadContext) -> Result<Self> {
         let (h, q_out, kv_out) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
-        let (q, k, v) = if c.architecture == Architecture::Phi3 {
-            let fused = Linear::load(src, &format!("{prefix}.qkv_proj"), q_out + 2 * kv_out, h, c.qkv_bias, dev)?;
-            (fused.rows(0, q_out)?, fused.rows(q_out, kv_out)?, fused.rows(q_out + kv_out, kv_out)?)
+        let qkv = if c.architecture == Architecture::Phi3 {
+            let fused = load_linear(src, &format!("{prefix}.qkv_proj"), q_out + 2 * kv_out, h, c.qkv_bias, ctx)?;
+            Projections::Fused(fused, vec![q_out, kv_out, kv_out])
         } else {
-            (
-                Linear::load(src, &format!("{prefix}.q_proj"), q_out, h, c.qkv_bias, dev)?,
-                Linear::load(src, &format!("{prefix}.k_proj"), kv_out, h, c.qkv_bias, dev)?,
-                Linear::load(src, &format!("{prefix}.v_proj"), kv_out, h, c.qkv_bias, dev)?,
-            )
+            Projections::Separate(vec![
+                load_linear(src, &format!("{prefix}.q_proj"), q_out, h, c.qkv_bias, ctx)?,
+                load_linear(src, &format!("{prefix}.k_proj"), kv_out, h, c.qkv_bias, ctx)?,
+                load_linear(src, &format!("{prefix}.v_proj"), kv_out, h, c.qkv_bias, ctx)?,
+            ])
         };
         Ok(Self {
-            q,
-            k,
-            v,
-            o: Linear::load(src, &format!("{prefix}.o_proj"), h, q_out, c.o_bias, dev)?,
+            qkv,
+            o: load_linear(src, &format!("{prefix}.o_proj"), h, q_out, c.o_bias, ctx)?,
             heads: c.num_attention_heads,
             kv_heads: c.num_key_value_heads,
             head_dim: c.head_dim,
@@ -110,9 +79,14 @@ impl Attention {
         let split = |y: Tensor, heads: usize| -> Result<Tensor> {
             Ok(y.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
         };
-        let q = split(self.q.forward(x)?, self.heads)?;
-        let k = split(self.k.forward(x)?, self.kv_heads)?;
-        let v = split(self.v.forward(x)?, self.kv_heads)?;
+        let [q, k, v]: [Tensor; 3] = self
+            .qkv
+            .forward(x)?
+            .try_into()
+            .map_err(|_| ModelError::InvalidInput("q/k/v projection must give three outputs".into()))?;
+        let q = split(q, self.heads)?;
+        let k = split(k, self.kv_heads)?;
+        let v = split(v, self.kv_heads)?;
         let q = step.rope.apply(&q, &step.cos, &step.sin)?;
         let k = step.rope.apply(&k, &step.cos, &step.sin)?;
         let (k, v) = cache.append(layer, &k, &v)?;
@@ -139,33 +113,35 @@ fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
 /// `down(silu(gate(x)) * up(x))`.
 #[derive(Debug, Clone)]
 pub(crate) struct Mlp {
-    gate: Linear,
-    up: Linear,
+    /// gate and up projections.
+    gate_up: Projections,
     down: Linear,
 }
 
 impl Mlp {
-    fn load(src: &dyn TensorSource, prefix: &str, c: &ModelConfig, dev: &Device) -> Result<Self> {
+    fn load(src: &dyn TensorSource, prefix: &str, c: &ModelConfig, ctx: &LoadContext) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        let (gate, up) = if c.architecture == Architecture::Phi3 {
-            let fused = Linear::load(src, &format!("{prefix}.gate_up_proj"), 2 * i, h, false, dev)?;
-            (fused.rows(0, i)?, fused.rows(i, i)?)
+        let gate_up = if c.architecture == Architecture::Phi3 {
+            Projections::Fused(load_linear(src, &format!("{prefix}.gate_up_proj"), 2 * i, h, false, ctx)?, vec![i, i])
         } else {
-            (
-                Linear::load(src, &format!("{prefix}.gate_proj"), i, h, false, dev)?,
-                Linear::load(src, &format!("{prefix}.up_proj"), i, h, false, dev)?,
-            )
+            Projections::Separate(vec![
+                load_linear(src, &format!("{prefix}.gate_proj"), i, h, false, ctx)?,
+                load_linear(src, &format!("{prefix}.up_proj"), i, h, false, ctx)?,
+            ])
         };
         Ok(Self {
-            gate,
-            up,
-            down: Linear::load(src, &format!("{prefix}.down_proj"), h, i, false, dev)?,
+            gate_up,
+            down: load_linear(src, &format!("{prefix}.down_proj"), h, i, false, ctx)?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = (candle_nn::ops::silu(&self.gate.forward(x)?)? * self.up.forward(x)?)?;
-        self.down.forward(&gated)
+        let [gate, up]: [Tensor; 2] = self
+            .gate_up
+            .forward(x)?
+            .try_into()
+            .map_err(|_| ModelError::InvalidInput("gate/up projection must give two outputs".into()))?;
+        self.down.forward(&(candle_nn::ops::silu(&gate)? * up)?)
     }
 }
 
@@ -187,11 +163,12 @@ pub(crate) struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    pub(crate) fn load(src: &dyn TensorSource, index: usize, c: &ModelConfig, dev: &Device) -> Result<Self> {
+    pub(crate) fn load(src: &dyn TensorSource, index: usize, c: &ModelConfig, ctx: &LoadContext) -> Result<Self> {
         let p = format!("model.layers.{index}");
+        let dev = &ctx.device;
         Ok(Self {
             input_norm: RmsNorm::load(src, &format!("{p}.input_layernorm.weight"), c.hidden_size, c.rms_norm_eps, dev)?,
-            attention: Attention::load(src, &format!("{p}.self_attn"), c, dev)?,
+            attention: Attention::load(src, &format!("{p}.self_attn"), c, ctx)?,
             post_attention_norm: RmsNorm::load(
                 src,
                 &format!("{p}.post_attention_layernorm.weight"),
@@ -199,8 +176,15 @@ impl DecoderLayer {
                 c.rms_norm_eps,
                 dev,
             )?,
-            mlp: Mlp::load(src, &format!("{p}.mlp"), c, dev)?,
+            mlp: Mlp::load(src, &format!("{p}.mlp"), c, ctx)?,
         })
+    }
+
+    /// Bytes of this layer's weights.
+    pub(crate) fn bytes(&self) -> usize {
+        let a = &self.attention;
+        a.qkv.bytes() + a.o.bytes() + self.mlp.gate_up.bytes() + self.mlp.down.bytes()
+            + 4 * (self.input_norm.weight.elem_count() + self.post_attention_norm.weight.elem_count())
     }
 
     pub(crate) fn forward(&self, x: &Tensor, step: &StepContext, cache: &mut KvCache, layer: usize) -> Result<Tensor> {

@@ -6,21 +6,47 @@ use candle_core::Device;
 
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::linear::Quantization;
 use crate::model::Model;
 use crate::source::ModelSource;
-use crate::weights::SafetensorsSource;
+use crate::weights::{LoadContext, SafetensorsSource};
 
 /// How to load a model.
+///
+/// ```
+/// use chatlm_model::{LoadOptions, Quantization};
+/// let options = LoadOptions { quantize: Some("q8_0".parse().unwrap()), ..LoadOptions::default() };
+/// assert_eq!(options.quantize, Some(Quantization::Q8_0));
+/// ```
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct LoadOptions {
     /// Where the weights and the computation live (the CPU unless a GPU backend is built in).
     pub device: Device,
+    /// Quantize full-precision matrices while loading (the `load_in_8bit` / `load_in_4bit` of
+    /// transformers). GGUF matrices that are already quantized keep their format.
+    pub quantize: Option<Quantization>,
+    /// Expand GGUF's quantized matrices to f32 instead of computing on the blocks: the slow,
+    /// memory-hungry reference path, exact against transformers' GGUF loading.
+    pub dequantize: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { device: Device::Cpu }
+        Self {
+            device: Device::Cpu,
+            quantize: None,
+            dequantize: false,
+        }
+    }
+}
+
+impl LoadOptions {
+    pub(crate) fn context(&self) -> LoadContext {
+        LoadContext {
+            device: self.device.clone(),
+            quantize: self.quantize,
+            dequantize: self.dequantize,
+        }
     }
 }
 
@@ -44,6 +70,6 @@ impl Model {
     pub fn from_dir(dir: &Path, options: &LoadOptions) -> Result<Self> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let weights = SafetensorsSource::open_dir(dir)?;
-        Self::from_tensors(config, &weights, &options.device)
+        Self::from_tensors(config, &weights, &options.context())
     }
 }

@@ -1,13 +1,15 @@
 //! The config-driven decoder: ids in, logits out.
 
+use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor, D};
 
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::layers::{attention_mask, DecoderLayer, Linear, RmsNorm, StepContext};
+use crate::layers::{attention_mask, DecoderLayer, RmsNorm, StepContext};
+use crate::linear::{weight_bytes, Linear};
 use crate::rope::Rope;
-use crate::weights::TensorSource;
+use crate::weights::{LoadContext, TensorSource};
 
 /// A batch of token rows of equal length, with the mask telling real tokens from padding.
 ///
@@ -64,7 +66,8 @@ impl BatchInput {
 #[derive(Debug, Clone)]
 pub struct Model {
     config: ModelConfig,
-    embed_tokens: Tensor,
+    /// `(vocab, hidden)`, dense or quantized; rows are looked up (and dequantized) per token.
+    embed_tokens: QMatMul,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     lm_head: Linear,
@@ -74,17 +77,18 @@ pub struct Model {
 
 impl Model {
     /// Builds the model from tensors named like transformers' checkpoints.
-    pub(crate) fn from_tensors(config: ModelConfig, src: &dyn TensorSource, device: &Device) -> Result<Self> {
+    pub(crate) fn from_tensors(config: ModelConfig, src: &dyn TensorSource, ctx: &LoadContext) -> Result<Self> {
         let c = &config;
-        let embed_tokens = src.get("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size], device)?;
+        let device = &ctx.device;
+        let embed_tokens = src.load_matrix("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size], ctx)?;
         let layers = (0..c.num_hidden_layers)
-            .map(|i| DecoderLayer::load(src, i, c, device))
+            .map(|i| DecoderLayer::load(src, i, c, ctx))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(src, "model.norm.weight", c.hidden_size, c.rms_norm_eps, device)?;
         let lm_head = if c.tie_word_embeddings {
             Linear::new(embed_tokens.clone(), None)
         } else {
-            Linear::new(src.get("lm_head.weight", &[c.vocab_size, c.hidden_size], device)?, None)
+            Linear::new(src.load_matrix("lm_head.weight", &[c.vocab_size, c.hidden_size], ctx)?, None)
         };
         Ok(Self {
             rope: Rope::new(c),
@@ -100,6 +104,13 @@ impl Model {
     /// The model's hyper-parameters.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Bytes held by the weights (quantized matrices at their block size; a tied output
+    /// projection is counted once).
+    pub fn weight_bytes(&self) -> usize {
+        let head = if self.config.tie_word_embeddings { 0 } else { self.lm_head.bytes() };
+        weight_bytes(&self.embed_tokens) + head + self.layers.iter().map(DecoderLayer::bytes).sum::<usize>()
     }
 
     /// The device the weights live on.
@@ -180,10 +191,7 @@ impl Model {
         let batch = input.ids.len();
         let flat: Vec<u32> = input.ids.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, batch * new, &self.device)?;
-        let mut x = self
-            .embed_tokens
-            .index_select(&ids, 0)?
-            .reshape((batch, new, self.config.hidden_size))?;
+        let mut x = self.embed_tokens.embedding(&ids)?.reshape((batch, new, self.config.hidden_size))?;
         for (index, layer) in self.layers.iter().enumerate() {
             x = layer.forward(&x, &step, cache, index)?;
         }

@@ -6,10 +6,21 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use candle_core::quantized::QMatMul;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{ModelError, Result};
+use crate::linear::{quantize_matrix, Quantization};
+
+/// What every tensor load needs to know.
+pub(crate) struct LoadContext {
+    pub(crate) device: Device,
+    /// In-situ quantization of full-precision matrices.
+    pub(crate) quantize: Option<Quantization>,
+    /// Expand block-quantized (GGUF) matrices to f32: the slow reference path.
+    pub(crate) dequantize: bool,
+}
 
 /// A store of named tensors, in transformers naming.
 pub(crate) trait TensorSource {
@@ -20,8 +31,8 @@ pub(crate) trait TensorSource {
     /// Loads `name` as an f32 tensor (dequantized or upcast as needed).
     fn load_f32(&self, name: &str, device: &Device) -> Result<Tensor>;
 
-    /// Loads `name` after checking it has the shape the config implies.
-    fn get(&self, name: &str, expected: &[usize], device: &Device) -> Result<Tensor> {
+    /// Checks `name` exists with the shape the config implies.
+    fn check_shape(&self, name: &str, expected: &[usize]) -> Result<()> {
         let found = self.shape(name).ok_or_else(|| ModelError::MissingTensor {
             name: name.to_string(),
             source_desc: self.describe(),
@@ -34,7 +45,20 @@ pub(crate) trait TensorSource {
                 found,
             });
         }
+        Ok(())
+    }
+
+    /// Loads `name` as f32 after checking it has the shape the config implies.
+    fn get(&self, name: &str, expected: &[usize], device: &Device) -> Result<Tensor> {
+        self.check_shape(name, expected)?;
         self.load_f32(name, device)
+    }
+
+    /// Loads a weight matrix as a dense or quantized matmul operand, after the shape check.
+    /// Full-precision sources load one f32 matrix at a time and quantize it right away, so
+    /// the full-precision weights are never all resident.
+    fn load_matrix(&self, name: &str, expected: &[usize], ctx: &LoadContext) -> Result<QMatMul> {
+        quantize_matrix(self.get(name, expected, &ctx.device)?, ctx.quantize)
     }
 }
 

@@ -1,0 +1,126 @@
+//! Linear maps over dense or block-quantized weights, and in-situ quantization at load.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Module, Tensor, D};
+
+use crate::error::Result;
+
+/// Block formats weights can be quantized to while loading (`--quantize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantization {
+    /// 8-bit blocks of 32 with an f16 scale (llama.cpp `Q8_0`): ~1/4 of f32, near-lossless.
+    Q8_0,
+    /// 4-bit super-blocks of 256 with 6-bit sub-scales (llama.cpp `Q4_K`): ~1/7 of f32.
+    Q4K,
+}
+
+impl Quantization {
+    fn ggml(self) -> GgmlDType {
+        match self {
+            Self::Q8_0 => GgmlDType::Q8_0,
+            Self::Q4K => GgmlDType::Q4K,
+        }
+    }
+}
+
+impl std::str::FromStr for Quantization {
+    type Err = String;
+
+    /// Parses `q8_0` or `q4_k` (case-insensitive), the spellings of llama.cpp.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "q8_0" => Ok(Self::Q8_0),
+            "q4_k" => Ok(Self::Q4K),
+            other => Err(format!("unknown quantization `{other}` (expected q8_0 or q4_k)")),
+        }
+    }
+}
+
+/// Quantizes an f32 `(out, in)` matrix to `target`, or keeps it dense when `target` is `None`.
+///
+/// A row length that is not a multiple of the target's block falls back to Q8_0 (blocks of
+/// 32), and to dense when even that does not fit: llama.cpp's converter does the same.
+pub(crate) fn quantize_matrix(weight: Tensor, target: Option<Quantization>) -> Result<QMatMul> {
+    let Some(target) = target else {
+        return Ok(QMatMul::Tensor(weight));
+    };
+    let row = weight.dim(D::Minus1)?;
+    let dtype = [target.ggml(), GgmlDType::Q8_0]
+        .into_iter()
+        .find(|d| row % d.block_size() == 0);
+    Ok(match dtype {
+        Some(dtype) => QMatMul::from_qtensor(QTensor::quantize(&weight, dtype)?)?,
+        None => QMatMul::Tensor(weight),
+    })
+}
+
+/// Bytes a weight occupies.
+pub(crate) fn weight_bytes(weight: &QMatMul) -> usize {
+    match weight {
+        QMatMul::QTensor(q) => q.storage_size_in_bytes(),
+        QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.elem_count() * t.dtype().size_in_bytes(),
+    }
+}
+
+/// `y = x Wᵀ + b` with `W` of shape `(out, in)`, dense or quantized.
+#[derive(Debug, Clone)]
+pub(crate) struct Linear {
+    weight: QMatMul,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub(crate) fn new(weight: QMatMul, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// Applies the map to `x` of shape `(..., in)`.
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.weight.forward(x)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        weight_bytes(&self.weight) + self.bias.as_ref().map_or(0, |b| b.elem_count() * 4)
+    }
+}
+
+/// Several projections of the same input, stored apart or fused into one matrix (Phi-3's
+/// `qkv_proj` / `gate_up_proj`, kept fused so quantized blocks are never re-split).
+#[derive(Debug, Clone)]
+pub(crate) enum Projections {
+    Separate(Vec<Linear>),
+    /// One matrix whose output columns are the parts' outputs, in order, of these widths.
+    Fused(Linear, Vec<usize>),
+}
+
+impl Projections {
+    /// The outputs of each part, in order.
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Self::Separate(parts) => parts.iter().map(|p| p.forward(x)).collect(),
+            Self::Fused(linear, widths) => {
+                let y = linear.forward(x)?;
+                let mut start = 0;
+                widths
+                    .iter()
+                    .map(|&w| {
+                        let part = y.narrow(D::Minus1, start, w)?;
+                        start += w;
+                        Ok(part)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Self::Separate(parts) => parts.iter().map(Linear::bytes).sum(),
+            Self::Fused(linear, _) => linear.bytes(),
+        }
+    }
+}
