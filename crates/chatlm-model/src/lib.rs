@@ -23,6 +23,7 @@ mod gguf;
 mod layers;
 mod linear;
 mod load;
+mod memory;
 mod model;
 mod rope;
 mod source;
@@ -33,5 +34,6 @@ pub use config::{Architecture, ModelConfig, RopeScaling, SUPPORTED_ARCHITECTURES
 pub use error::{ModelError, Result};
 pub use linear::Quantization;
 pub use load::LoadOptions;
+pub use memory::ProcessMemory;
 pub use model::{BatchInput, Model};
 pub use source::{hub_cache_dir, ModelSource};

@@ -157,9 +157,9 @@ impl Model {
         self.run(input, cache, false)
     }
 
-    /// Like [`Self::forward_batch`] but only the last slot of each row: `(rows, vocab)`.
-    pub fn forward_batch_last(&self, input: &BatchInput, cache: &mut KvCache) -> Result<Tensor> {
-        Ok(self.run(input, cache, true)?.squeeze(1)?)
+    /// Like [`Self::forward_batch`] but only the last slot of each row: `logits[row][vocab]`.
+    pub fn forward_batch_last(&self, input: &BatchInput, cache: &mut KvCache) -> Result<Vec<Vec<f32>>> {
+        Ok(self.run(input, cache, true)?.squeeze(1)?.to_vec2()?)
     }
 
     fn run(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool) -> Result<Tensor> {

@@ -91,7 +91,7 @@ fn check_batch(model: &Model, expected: &Value, name: &str) {
     let mut tokens: Vec<u32> = logits.iter().map(|row| argmax(row.last().unwrap())).collect();
     let mut greedy: Vec<Vec<u32>> = tokens.iter().map(|&t| vec![t]).collect();
     for _ in 1..20 {
-        let step: Vec<Vec<f32>> = model.forward_batch_last(&BatchInput::step(&tokens), &mut cache).unwrap().to_vec2().unwrap();
+        let step = model.forward_batch_last(&BatchInput::step(&tokens), &mut cache).unwrap();
         tokens = step.iter().map(|row| argmax(row)).collect();
         greedy.iter_mut().zip(&tokens).for_each(|(g, &t)| g.push(t));
     }
