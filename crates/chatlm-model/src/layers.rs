@@ -90,24 +90,20 @@ impl Attention {
         let q = step.rope.apply(&q, &step.cos, &step.sin)?;
         let k = step.rope.apply(&k, &step.cos, &step.sin)?;
         let (k, v) = cache.append(layer, &k, &v)?;
-        let k = repeat_kv(&k, self.heads / self.kv_heads)?;
-        let v = repeat_kv(&v, self.heads / self.kv_heads)?;
+        // Grouped-query attention without copying keys/values per head: the `groups` query
+        // heads sharing a kv head are stacked along the query axis, `(b, kv, groups * t, d)`.
+        let groups = self.heads / self.kv_heads;
+        let total = k.dim(2)?;
+        let q = q.reshape((b, self.kv_heads, groups * t, self.head_dim))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&step.mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs.matmul(&v.contiguous()?)?;
+        let scores = (q.matmul(&k.t()?)? * scale)?
+            .reshape((b, self.heads, t, total))?
+            .broadcast_add(&step.mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, self.kv_heads, groups * t, total))?;
+        let out = probs.matmul(&v)?.reshape((b, self.heads, t, self.head_dim))?;
         let out = out.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
         self.o.forward(&out)
     }
-}
-
-/// `(b, kv_heads, s, d)` -> `(b, kv_heads * groups, s, d)`, each kv head shared by `groups` heads.
-fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
-    if groups == 1 {
-        return Ok(x.clone());
-    }
-    let (b, kv, s, d) = x.dims4()?;
-    Ok(x.unsqueeze(2)?.expand((b, kv, groups, s, d))?.reshape((b, kv * groups, s, d))?)
 }
 
 /// `down(silu(gate(x)) * up(x))`.

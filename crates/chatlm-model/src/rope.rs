@@ -81,42 +81,37 @@ impl Rope {
         }
     }
 
-    /// cos and sin tables of shape `(batch, 1, seq, rotary_dim)` for `positions[batch][seq]`.
+    /// cos and sin tables of shape `(batch, seq, rotary_dim / 2)` for `positions[batch][seq]`.
     pub(crate) fn tables(&self, positions: &[Vec<u32>], device: &Device) -> Result<(Tensor, Tensor)> {
         let batch = positions.len();
         let seq = positions.first().map_or(0, Vec::len);
         let max_pos = positions.iter().flatten().copied().max().unwrap_or(0) as usize;
         let inv_freq = self.inv_freq_for(max_pos + 1);
         let half = inv_freq.len();
-        let mut cos = Vec::with_capacity(batch * seq * 2 * half);
-        let mut sin = Vec::with_capacity(batch * seq * 2 * half);
+        let mut cos = Vec::with_capacity(batch * seq * half);
+        let mut sin = Vec::with_capacity(batch * seq * half);
         for &pos in positions.iter().flatten() {
-            // The table is `cat(freqs, freqs)`: the rotate-half layout of transformers.
-            for _ in 0..2 {
-                for &f in &inv_freq {
-                    let angle = f * pos as f32;
-                    cos.push(angle.cos());
-                    sin.push(angle.sin());
-                }
+            for &f in &inv_freq {
+                // f32 product then f32 cos/sin, as transformers computes its tables.
+                let angle = f * pos as f32;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
             }
         }
-        let shape = (batch, 1, seq, 2 * half);
+        let shape = (batch, seq, half);
         Ok((Tensor::from_vec(cos, shape, device)?, Tensor::from_vec(sin, shape, device)?))
     }
 
-    /// Rotates the first `rotary_dim` features of `x` (`(batch, heads, seq, head_dim)`).
+    /// Rotates the first `rotary_dim` features of `x` (`(batch, heads, seq, head_dim)`) in the
+    /// rotate-half layout of transformers (pairs `i` and `i + rotary_dim / 2`).
     pub(crate) fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let head_dim = x.dim(D::Minus1)?;
-        let rot = x.narrow(D::Minus1, 0, self.rotary_dim)?;
-        let half = self.rotary_dim / 2;
-        let x1 = rot.narrow(D::Minus1, 0, half)?;
-        let x2 = rot.narrow(D::Minus1, half, half)?;
-        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-        let out = (rot.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?;
         if self.rotary_dim == head_dim {
-            return Ok(out);
+            return Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?);
         }
+        let rot = x.narrow(D::Minus1, 0, self.rotary_dim)?.contiguous()?;
+        let rotated = candle_nn::rotary_emb::rope(&rot, cos, sin)?;
         let pass = x.narrow(D::Minus1, self.rotary_dim, head_dim - self.rotary_dim)?;
-        Ok(Tensor::cat(&[&out, &pass], D::Minus1)?)
+        Ok(Tensor::cat(&[&rotated, &pass], D::Minus1)?)
     }
 }
