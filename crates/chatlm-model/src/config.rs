@@ -181,19 +181,10 @@ impl ModelConfig {
         if raw.mlp_bias {
             return Err(unsupported("mlp_bias", "true".into()));
         }
-        if raw.num_attention_heads == 0 || raw.hidden_size % raw.num_attention_heads != 0 && raw.head_dim.is_none() {
-            return Err(invalid(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                raw.hidden_size, raw.num_attention_heads
-            )));
+        if raw.num_attention_heads == 0 {
+            return Err(invalid("num_attention_heads is 0".into()));
         }
         let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if num_key_value_heads == 0 || raw.num_attention_heads % num_key_value_heads != 0 {
-            return Err(invalid(format!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {num_key_value_heads}",
-                raw.num_attention_heads
-            )));
-        }
         let rope = raw.rope_parameters.as_ref().or(raw.rope_scaling.as_ref());
         let rope_theta = raw
             .rope_theta
@@ -215,7 +206,7 @@ impl ModelConfig {
             _ => None,
         };
         let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / raw.num_attention_heads);
-        Ok(Self {
+        let config = Self {
             architecture,
             hidden_size: raw.hidden_size,
             intermediate_size: raw.intermediate_size,
@@ -239,7 +230,38 @@ impl ModelConfig {
                 Some(OneOrMany::One(id)) => vec![id],
                 Some(OneOrMany::Many(ids)) => ids,
             },
-        })
+        };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks the relations between sizes the decoder relies on; `path` names the source.
+    pub(crate) fn validate(&self, path: &Path) -> Result<()> {
+        let problem = if self.num_attention_heads == 0 || self.num_key_value_heads == 0 {
+            Some("attention and key/value head counts must be positive".to_string())
+        } else if self.num_attention_heads % self.num_key_value_heads != 0 {
+            Some(format!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads, self.num_key_value_heads
+            ))
+        } else if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            Some(format!("head_dim {} must be even and positive", self.head_dim))
+        } else if self.rotary_dim() == 0 {
+            Some(format!("partial_rotary_factor {} leaves nothing to rotate", self.partial_rotary_factor))
+        } else if self.hidden_size == 0 || self.vocab_size == 0 || self.intermediate_size == 0 {
+            Some("hidden_size, intermediate_size and vocab_size must be positive".to_string())
+        } else if self.max_position_embeddings == 0 {
+            Some("max_position_embeddings must be positive".to_string())
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => Err(ModelError::InvalidConfig {
+                path: path.to_path_buf(),
+                message,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Longest sequence the model is meant to handle: `max_position_embeddings`, stretched by

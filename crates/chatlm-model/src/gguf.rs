@@ -114,7 +114,7 @@ impl GgufSource {
             .content
             .tensor_infos
             .get("token_embd.weight")
-            .map(|info| info.shape.dims()[0])
+            .and_then(|info| info.shape.dims().first().copied())
             .ok_or_else(|| self.error("tensor `token_embd.weight` missing".into()))?;
         let rotary_dim = self.meta_u32(&key("rope.dimension_count")).map_or(head_dim, |v| v as usize);
         let rope_scaling = self.rope_scaling(&key, device)?;
@@ -122,7 +122,7 @@ impl GgufSource {
         if architecture == Architecture::Llama || architecture == Architecture::Mistral {
             self.permuted_qk = Some((heads, kv_heads));
         }
-        Ok(ModelConfig {
+        let config = ModelConfig {
             architecture,
             hidden_size,
             intermediate_size: self.meta_u32(&key("feed_forward_length"))? as usize,
@@ -143,7 +143,9 @@ impl GgufSource {
             sliding_window: self.meta_u32(&key("attention.sliding_window")).ok().map(|v| v as usize),
             bos_token_id: self.meta_u32("tokenizer.ggml.bos_token_id").ok(),
             eos_token_ids: eos.into_iter().collect(),
-        })
+        };
+        config.validate(&self.path)?;
+        Ok(config)
     }
 
     /// llama.cpp keeps Llama 3.1's rescaled frequencies as a `rope_freqs.weight` tensor of

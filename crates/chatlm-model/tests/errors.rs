@@ -126,3 +126,27 @@ fn truncated_gguf_is_a_gguf_error_naming_a_tensor_or_the_header() {
     let err = Model::from_source(&ModelSource::Gguf(path.clone()), &LoadOptions::default()).unwrap_err();
     assert!(matches!(&err, ModelError::Gguf { .. }), "{err:?}");
 }
+
+#[test]
+fn inconsistent_head_counts_are_config_errors() {
+    let dir = scratch_dir("heads");
+    copy_model("llama3", &dir);
+    edit_config(&dir, |c| c["num_key_value_heads"] = 3.into());
+    let err = load_dir(&dir).unwrap_err();
+    assert!(matches!(&err, ModelError::InvalidConfig { message, .. } if message.contains("num_key_value_heads 3")), "{err:?}");
+}
+
+#[test]
+fn unknown_gguf_quant_type_is_a_gguf_error() {
+    let mut bytes = std::fs::read(data_dir("llama_tied_q8_0").join("model.gguf")).unwrap();
+    // Tensor info: name, n_dims (u32), dims (u64 each), ggml type (u32), offset (u64).
+    let name = b"blk.0.attn_q.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    let n_dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let type_at = at + 4 + 8 * n_dims;
+    bytes[type_at..type_at + 4].copy_from_slice(&99u32.to_le_bytes());
+    let path = scratch_dir("quant-type").join("model.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Model::from_source(&ModelSource::Gguf(path), &LoadOptions::default()).unwrap_err();
+    assert!(matches!(&err, ModelError::Gguf { message, .. } if message.contains("99")), "{err:?}");
+}
