@@ -1,10 +1,14 @@
-"""A tiny GGUF (Q8_0) made the way llama.cpp's converter does, and transformers' outputs on it.
+"""Tiny GGUF files made the way llama.cpp's converter does, with the outputs they must give.
 
-Takes the tiny random `llama_tied` model of model_tiny.py (run that first), permutes q/k rows
-like convert_hf_to_gguf.py's LlamaModel.permute, quantizes the matrices to Q8_0 with the `gguf`
-package, and writes crates/chatlm-model/tests/data/llama_tied_q8_0/{model.gguf,expected.json}.
-The expectations come from transformers loading that GGUF (`gguf_file=`: it dequantizes and
-undoes the permutation), in the format of model_tiny.py's expected.json.
+From the tiny random models of model_tiny.py (run that first), permuting q/k rows like
+convert_hf_to_gguf.py's LlamaModel.permute, writes under crates/chatlm-model/tests/data/:
+  llama_tied_q8_0/  matrices quantized to Q8_0 with the `gguf` package; expected.json from
+                    transformers loading that GGUF (`gguf_file=`: it dequantizes and unpermutes),
+                    in the format of model_tiny.py's expected.json.
+  llama3_gguf/      the llama3 model in f32 with llama3 rope scaling stored as llama.cpp does,
+                    a `rope_freqs.weight` tensor of per-frequency divisors (the converter's
+                    generate_extra_tensors); expected.json is llama3's own transformers output,
+                    since the f32 GGUF must compute exactly what the safetensors model does.
 
 Rerun: python3 scripts/reference/model_tiny_gguf.py
 """
@@ -23,21 +27,44 @@ from transformers import AutoModelForCausalLM
 sys.path.insert(0, os.path.dirname(__file__))
 import model_tiny  # noqa: E402
 
-SRC = os.path.join(model_tiny.ROOT, "llama_tied")
-OUT = os.path.join(model_tiny.ROOT, "llama_tied_q8_0")
+import math  # noqa: E402
 
 
 def permute(w, n_head):
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def main():
-    with open(os.path.join(SRC, "config.json")) as f:
+def llama3_rope_factors(cfg):
+    """convert_hf_to_gguf.py LlamaModel.generate_extra_tensors, for rope_type llama3."""
+    rope = cfg["rope_parameters"]
+    dim = cfg["head_dim"]
+    freqs = 1.0 / (rope["rope_theta"] ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    old_len = rope["original_max_position_embeddings"]
+    factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < old_len / high:
+            factors.append(1.0)
+        elif wavelen > old_len / low:
+            factors.append(factor)
+        else:
+            smooth = (old_len / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(factors, dtype=np.float32)
+
+
+def write_gguf(src_name, out_name, quantize):
+    src = os.path.join(model_tiny.ROOT, src_name)
+    out = os.path.join(model_tiny.ROOT, out_name)
+    with open(os.path.join(src, "config.json")) as f:
         cfg = json.load(f)
-    weights = load_file(os.path.join(SRC, "model.safetensors"))
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.makedirs(OUT)
-    path = os.path.join(OUT, "model.gguf")
+    if "rope_theta" not in cfg:
+        cfg["rope_theta"] = cfg["rope_parameters"]["rope_theta"]
+    weights = load_file(os.path.join(src, "model.safetensors"))
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    path = os.path.join(out, "model.gguf")
     w = gguf.GGUFWriter(path, "llama")
     w.add_name("tiny-llama-tied")
     w.add_block_count(cfg["num_hidden_layers"])
@@ -57,7 +84,8 @@ def main():
     w.add_token_list([f"<t{i}>" for i in range(cfg["vocab_size"])])
     w.add_token_scores([0.0] * cfg["vocab_size"])
     w.add_token_types([1] * cfg["vocab_size"])
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight"}
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
     parts = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
              "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
@@ -72,25 +100,36 @@ def main():
             t = permute(t, cfg["num_attention_heads"])
         elif gname.endswith("attn_k.weight"):
             t = permute(t, cfg["num_key_value_heads"])
-        if t.ndim == 2:
+        if t.ndim == 2 and quantize:
             w.add_tensor(gname, gguf.quants.quantize(t, gguf.GGMLQuantizationType.Q8_0),
                          raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         else:
             w.add_tensor(gname, t.astype(np.float32))
+    if cfg.get("rope_parameters", {}).get("rope_type") == "llama3":
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    print(f"{out_name}: {os.path.getsize(path)} bytes")
+    return out
+
+
+def main():
+    out = write_gguf("llama_tied", "llama_tied_q8_0", quantize=True)
 
     def load(_path):
-        return AutoModelForCausalLM.from_pretrained(OUT, gguf_file="model.gguf", dtype=torch.float32,
+        return AutoModelForCausalLM.from_pretrained(out, gguf_file="model.gguf", dtype=torch.float32,
                                                     attn_implementation="eager").eval()
 
     model_tiny.load = load
-    exp, margin = model_tiny.expectations(OUT)
-    with open(os.path.join(OUT, "expected.json"), "w") as f:
+    exp, margin = model_tiny.expectations(out)
+    with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(exp, f, separators=(",", ":"))
-    print(f"llama_tied_q8_0: min greedy margin {margin:.4f}, {os.path.getsize(path)} bytes")
+    print(f"llama_tied_q8_0: min greedy margin {margin:.4f}")
+
+    out = write_gguf("llama3", "llama3_gguf", quantize=False)
+    shutil.copy(os.path.join(model_tiny.ROOT, "llama3", "expected.json"), os.path.join(out, "expected.json"))
 
 
 if __name__ == "__main__":
