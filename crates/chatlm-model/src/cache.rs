@@ -32,8 +32,9 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// Allocates a cache for `batch` sequences of up to `capacity` tokens each (padding included).
-    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, device: &Device) -> Result<Self> {
+    /// Allocates a cache for `batch` sequences of up to `capacity` tokens each (padding
+    /// included), holding keys and values in `dtype` (the model's compute dtype).
+    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, dtype: DType, device: &Device) -> Result<Self> {
         if batch == 0 || capacity == 0 {
             return Err(ModelError::InvalidInput(format!(
                 "a KV cache needs batch >= 1 and capacity >= 1 (got batch {batch}, capacity {capacity})"
@@ -41,7 +42,7 @@ impl KvCache {
         }
         let shape = (batch, config.num_key_value_heads, capacity, config.head_dim);
         let layers = (0..config.num_hidden_layers)
-            .map(|_| Ok((Tensor::zeros(shape, DType::F32, device)?, Tensor::zeros(shape, DType::F32, device)?)))
+            .map(|_| Ok((Tensor::zeros(shape, dtype, device)?, Tensor::zeros(shape, dtype, device)?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,

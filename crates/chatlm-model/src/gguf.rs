@@ -285,7 +285,7 @@ impl TensorSource for GgufSource {
         let is_float = matches!(raw.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
         if ctx.dequantize || is_float {
             let quantize = if ctx.dequantize { None } else { ctx.quantize };
-            return quantize_matrix(self.load_f32(name, &ctx.device)?, quantize);
+            return quantize_matrix(self.load_f32(name, &ctx.device)?, quantize, ctx.dtype);
         }
         let raw = match self.permuted_heads(&gguf) {
             Some(heads) => unpermute_quantized_rows(&raw, heads, &ctx.device)?,
@@ -299,5 +299,5 @@ impl TensorSource for GgufSource {
 pub(crate) fn load(path: &Path, options: &LoadOptions) -> Result<Model> {
     let mut source = GgufSource::open(path)?;
     let config = source.config(&options.device)?;
-    Model::from_tensors(config, &source, &options.context())
+    Model::from_tensors(config, &source, &options.context()?)
 }

@@ -1,6 +1,6 @@
 //! The building blocks of the decoder: linear maps, RMSNorm, GQA attention, SwiGLU MLP.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::cache::KvCache;
 use crate::config::{Architecture, ModelConfig};
@@ -13,7 +13,7 @@ use crate::weights::{LoadContext, TensorSource};
 fn load_linear(src: &dyn TensorSource, prefix: &str, out: usize, inp: usize, bias: bool, ctx: &LoadContext) -> Result<Linear> {
     let weight = src.load_matrix(&format!("{prefix}.weight"), &[out, inp], ctx)?;
     let bias = if bias {
-        Some(src.get(&format!("{prefix}.bias"), &[out], &ctx.device)?)
+        Some(src.get_vector(&format!("{prefix}.bias"), out, ctx)?)
     } else {
         None
     };
@@ -28,11 +28,15 @@ pub(crate) struct RmsNorm {
 }
 
 impl RmsNorm {
-    pub(crate) fn load(src: &dyn TensorSource, name: &str, size: usize, eps: f64, dev: &Device) -> Result<Self> {
+    pub(crate) fn load(src: &dyn TensorSource, name: &str, size: usize, eps: f64, ctx: &LoadContext) -> Result<Self> {
         Ok(Self {
-            weight: src.get(name, &[size], dev)?,
+            weight: src.get_vector(name, size, ctx)?,
             eps: eps as f32,
         })
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.weight.elem_count() * self.weight.dtype().size_in_bytes()
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -96,10 +100,14 @@ impl Attention {
         let total = k.dim(2)?;
         let q = q.reshape((b, self.kv_heads, groups * t, self.head_dim))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
+        // Mask and softmax in f32 whatever the compute dtype, as transformers does.
         let scores = (q.matmul(&k.t()?)? * scale)?
+            .to_dtype(DType::F32)?
             .reshape((b, self.heads, t, total))?
             .broadcast_add(&step.mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, self.kv_heads, groups * t, total))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?
+            .to_dtype(q.dtype())?
+            .reshape((b, self.kv_heads, groups * t, total))?;
         let out = probs.matmul(&v)?.reshape((b, self.heads, t, self.head_dim))?;
         let out = out.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
         self.o.forward(&out)
@@ -161,16 +169,15 @@ pub(crate) struct DecoderLayer {
 impl DecoderLayer {
     pub(crate) fn load(src: &dyn TensorSource, index: usize, c: &ModelConfig, ctx: &LoadContext) -> Result<Self> {
         let p = format!("model.layers.{index}");
-        let dev = &ctx.device;
         Ok(Self {
-            input_norm: RmsNorm::load(src, &format!("{p}.input_layernorm.weight"), c.hidden_size, c.rms_norm_eps, dev)?,
+            input_norm: RmsNorm::load(src, &format!("{p}.input_layernorm.weight"), c.hidden_size, c.rms_norm_eps, ctx)?,
             attention: Attention::load(src, &format!("{p}.self_attn"), c, ctx)?,
             post_attention_norm: RmsNorm::load(
                 src,
                 &format!("{p}.post_attention_layernorm.weight"),
                 c.hidden_size,
                 c.rms_norm_eps,
-                dev,
+                ctx,
             )?,
             mlp: Mlp::load(src, &format!("{p}.mlp"), c, ctx)?,
         })
@@ -180,7 +187,8 @@ impl DecoderLayer {
     pub(crate) fn bytes(&self) -> usize {
         let a = &self.attention;
         a.qkv.bytes() + a.o.bytes() + self.mlp.gate_up.bytes() + self.mlp.down.bytes()
-            + 4 * (self.input_norm.weight.elem_count() + self.post_attention_norm.weight.elem_count())
+            + self.input_norm.bytes()
+            + self.post_attention_norm.bytes()
     }
 
     pub(crate) fn forward(&self, x: &Tensor, step: &StepContext, cache: &mut KvCache, layer: usize) -> Result<Tensor> {

@@ -1,7 +1,7 @@
 //! Linear maps over dense or block-quantized weights, and in-situ quantization at load.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Module, Tensor, D};
+use candle_core::{DType, Module, Tensor, D};
 
 use crate::error::Result;
 
@@ -36,21 +36,22 @@ impl std::str::FromStr for Quantization {
     }
 }
 
-/// Quantizes an f32 `(out, in)` matrix to `target`, or keeps it dense when `target` is `None`.
+/// Quantizes an f32 `(out, in)` matrix to `target`, or keeps it dense in `dtype` when `target`
+/// is `None`.
 ///
 /// A row length that is not a multiple of the target's block falls back to Q8_0 (blocks of
 /// 32), and to dense when even that does not fit: llama.cpp's converter does the same.
-pub(crate) fn quantize_matrix(weight: Tensor, target: Option<Quantization>) -> Result<QMatMul> {
+pub(crate) fn quantize_matrix(weight: Tensor, target: Option<Quantization>, dtype: DType) -> Result<QMatMul> {
     let Some(target) = target else {
-        return Ok(QMatMul::Tensor(weight));
+        return Ok(QMatMul::Tensor(weight.to_dtype(dtype)?));
     };
     let row = weight.dim(D::Minus1)?;
-    let dtype = [target.ggml(), GgmlDType::Q8_0]
+    let block_format = [target.ggml(), GgmlDType::Q8_0]
         .into_iter()
         .find(|d| row % d.block_size() == 0);
-    Ok(match dtype {
-        Some(dtype) => QMatMul::from_qtensor(QTensor::quantize(&weight, dtype)?)?,
-        None => QMatMul::Tensor(weight),
+    Ok(match block_format {
+        Some(format) => QMatMul::from_qtensor(QTensor::quantize(&weight, format)?)?,
+        None => QMatMul::Tensor(weight.to_dtype(dtype)?),
     })
 }
 
@@ -74,9 +75,15 @@ impl Linear {
         Self { weight, bias }
     }
 
-    /// Applies the map to `x` of shape `(..., in)`.
+    /// Applies the map to `x` of shape `(..., in)`; the result has `x`'s dtype.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.weight.forward(x)?;
+        let y = match &self.weight {
+            // Block-quantized products take and give f32 activations.
+            QMatMul::QTensor(_) if x.dtype() != DType::F32 => {
+                self.weight.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?
+            }
+            _ => self.weight.forward(x)?,
+        };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -84,7 +91,7 @@ impl Linear {
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        weight_bytes(&self.weight) + self.bias.as_ref().map_or(0, |b| b.elem_count() * 4)
+        weight_bytes(&self.weight) + self.bias.as_ref().map_or(0, |b| b.elem_count() * b.dtype().size_in_bytes())
     }
 }
 

@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 use crate::config::ModelConfig;
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::linear::Quantization;
 use crate::model::Model;
 use crate::source::ModelSource;
@@ -28,6 +28,10 @@ pub struct LoadOptions {
     /// Expand GGUF's quantized matrices to f32 instead of computing on the blocks: the slow,
     /// memory-hungry reference path, exact against transformers' GGUF loading.
     pub dequantize: bool,
+    /// Dtype of dense weights, activations and the KV cache: `F32` (default, exact against
+    /// transformers), or `BF16` / `F16` to halve the memory of full-precision models. Logits
+    /// are always f32; attention softmax runs in f32.
+    pub dtype: DType,
 }
 
 impl Default for LoadOptions {
@@ -36,17 +40,25 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             quantize: None,
             dequantize: false,
+            dtype: DType::F32,
         }
     }
 }
 
 impl LoadOptions {
-    pub(crate) fn context(&self) -> LoadContext {
-        LoadContext {
+    pub(crate) fn context(&self) -> Result<LoadContext> {
+        if !matches!(self.dtype, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(ModelError::InvalidInput(format!(
+                "compute dtype {:?} is not supported (f32, bf16 or f16)",
+                self.dtype
+            )));
+        }
+        Ok(LoadContext {
             device: self.device.clone(),
             quantize: self.quantize,
             dequantize: self.dequantize,
-        }
+            dtype: self.dtype,
+        })
     }
 }
 
@@ -70,6 +82,6 @@ impl Model {
     pub fn from_dir(dir: &Path, options: &LoadOptions) -> Result<Self> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let weights = SafetensorsSource::open_dir(dir)?;
-        Self::from_tensors(config, &weights, &options.context())
+        Self::from_tensors(config, &weights, &options.context()?)
     }
 }

@@ -1,7 +1,7 @@
 //! The config-driven decoder: ids in, logits out.
 
 use candle_core::quantized::QMatMul;
-use candle_core::{Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
@@ -73,6 +73,8 @@ pub struct Model {
     lm_head: Linear,
     rope: Rope,
     device: Device,
+    /// Dtype of dense weights, activations and the KV cache.
+    dtype: DType,
 }
 
 impl Model {
@@ -84,7 +86,7 @@ impl Model {
         let layers = (0..c.num_hidden_layers)
             .map(|i| DecoderLayer::load(src, i, c, ctx))
             .collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::load(src, "model.norm.weight", c.hidden_size, c.rms_norm_eps, device)?;
+        let norm = RmsNorm::load(src, "model.norm.weight", c.hidden_size, c.rms_norm_eps, ctx)?;
         let lm_head = if c.tie_word_embeddings {
             Linear::new(embed_tokens.clone(), None)
         } else {
@@ -98,6 +100,7 @@ impl Model {
             norm,
             lm_head,
             device: device.clone(),
+            dtype: ctx.dtype,
         })
     }
 
@@ -111,6 +114,11 @@ impl Model {
     pub fn weight_bytes(&self) -> usize {
         let head = if self.config.tie_word_embeddings { 0 } else { self.lm_head.bytes() };
         weight_bytes(&self.embed_tokens) + head + self.layers.iter().map(DecoderLayer::bytes).sum::<usize>()
+    }
+
+    /// Dtype of the computation (f32 unless [`LoadOptions::dtype`](crate::LoadOptions) says).
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The device the weights live on.
@@ -127,7 +135,7 @@ impl Model {
                 capacity: self.config.context_length(),
             });
         }
-        KvCache::new(&self.config, batch, capacity, &self.device)
+        KvCache::new(&self.config, batch, capacity, self.dtype, &self.device)
     }
 
     /// Runs `ids` (one sequence, appended after what `cache` holds) and returns the logits of
@@ -180,7 +188,7 @@ impl Model {
 
     fn run_step(&self, input: &BatchInput, cache: &mut KvCache, new: usize, last_only: bool) -> Result<Tensor> {
         let positions = cache.begin_step(&input.attention_mask)?;
-        let (cos, sin) = self.rope.tables(&positions, &self.device)?;
+        let (cos, sin) = self.rope.tables(&positions, self.dtype, &self.device)?;
         let mask = attention_mask(cache, new, self.config.sliding_window, &self.device)?;
         let step = StepContext {
             rope: &self.rope,
@@ -191,7 +199,11 @@ impl Model {
         let batch = input.ids.len();
         let flat: Vec<u32> = input.ids.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, batch * new, &self.device)?;
-        let mut x = self.embed_tokens.embedding(&ids)?.reshape((batch, new, self.config.hidden_size))?;
+        let mut x = self
+            .embed_tokens
+            .embedding(&ids)?
+            .to_dtype(self.dtype)?
+            .reshape((batch, new, self.config.hidden_size))?;
         for (index, layer) in self.layers.iter().enumerate() {
             x = layer.forward(&x, &step, cache, index)?;
         }
@@ -199,7 +211,7 @@ impl Model {
             x = x.narrow(1, new - 1, 1)?;
         }
         let x = self.norm.forward(&x)?;
-        let logits = self.lm_head.forward(&x)?;
+        let logits = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
         debug_assert_eq!(logits.dim(D::Minus1)?, self.config.vocab_size);
         Ok(logits)
     }

@@ -1,6 +1,6 @@
 //! Rotary position embeddings, with the rope scaling variants of transformers.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::Result;
@@ -82,7 +82,7 @@ impl Rope {
     }
 
     /// cos and sin tables of shape `(batch, seq, rotary_dim / 2)` for `positions[batch][seq]`.
-    pub(crate) fn tables(&self, positions: &[Vec<u32>], device: &Device) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn tables(&self, positions: &[Vec<u32>], dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
         let batch = positions.len();
         let seq = positions.first().map_or(0, Vec::len);
         let max_pos = positions.iter().flatten().copied().max().unwrap_or(0) as usize;
@@ -99,7 +99,10 @@ impl Rope {
             }
         }
         let shape = (batch, seq, half);
-        Ok((Tensor::from_vec(cos, shape, device)?, Tensor::from_vec(sin, shape, device)?))
+        Ok((
+            Tensor::from_vec(cos, shape, device)?.to_dtype(dtype)?,
+            Tensor::from_vec(sin, shape, device)?.to_dtype(dtype)?,
+        ))
     }
 
     /// Rotates the first `rotary_dim` features of `x` (`(batch, heads, seq, head_dim)`) in the

@@ -20,6 +20,8 @@ pub(crate) struct LoadContext {
     pub(crate) quantize: Option<Quantization>,
     /// Expand block-quantized (GGUF) matrices to f32: the slow reference path.
     pub(crate) dequantize: bool,
+    /// Dtype of dense weights and activations.
+    pub(crate) dtype: DType,
 }
 
 /// A store of named tensors, in transformers naming.
@@ -48,6 +50,11 @@ pub(crate) trait TensorSource {
         Ok(())
     }
 
+    /// Loads a vector (norm scale, bias) in the compute dtype after the shape check.
+    fn get_vector(&self, name: &str, size: usize, ctx: &LoadContext) -> Result<Tensor> {
+        Ok(self.get(name, &[size], &ctx.device)?.to_dtype(ctx.dtype)?)
+    }
+
     /// Loads `name` as f32 after checking it has the shape the config implies.
     fn get(&self, name: &str, expected: &[usize], device: &Device) -> Result<Tensor> {
         self.check_shape(name, expected)?;
@@ -58,7 +65,7 @@ pub(crate) trait TensorSource {
     /// Full-precision sources load one f32 matrix at a time and quantize it right away, so
     /// the full-precision weights are never all resident.
     fn load_matrix(&self, name: &str, expected: &[usize], ctx: &LoadContext) -> Result<QMatMul> {
-        quantize_matrix(self.get(name, expected, &ctx.device)?, ctx.quantize)
+        quantize_matrix(self.get(name, expected, &ctx.device)?, ctx.quantize, ctx.dtype)
     }
 }
 

@@ -1,8 +1,9 @@
-//! Computing on quantized blocks (GGUF as stored, or safetensors quantized while loading)
-//! stays close to the f32 computation and shrinks the weights.
+//! Reduced precision: computing on quantized blocks (GGUF as stored, or safetensors quantized
+//! while loading) or in bf16/f16 stays close to the f32 computation and shrinks the weights.
 
 mod common;
 
+use candle_core::DType;
 use chatlm_model::{LoadOptions, Model, ModelSource, Quantization};
 use common::data_dir;
 
@@ -52,4 +53,24 @@ fn quantization_names_parse_like_llama_cpp() {
     assert_eq!("q8_0".parse::<Quantization>(), Ok(Quantization::Q8_0));
     assert_eq!("Q4_K".parse::<Quantization>(), Ok(Quantization::Q4K));
     assert!("q3_k".parse::<Quantization>().unwrap_err().contains("q3_k"));
+}
+
+#[test]
+fn bf16_and_f16_compute_stay_close_and_halve_dense_weights() {
+    let dense = load("llama3", LoadOptions::default());
+    let reference = logits(&dense);
+    for dtype in [DType::BF16, DType::F16] {
+        let model = load("llama3", LoadOptions { dtype, ..LoadOptions::default() });
+        assert_eq!(model.dtype(), dtype);
+        let error = relative_error(&logits(&model), &reference);
+        assert!(error < 0.05, "{dtype:?}: relative error {error}");
+        assert_eq!(model.weight_bytes() * 2, dense.weight_bytes(), "{dtype:?}");
+    }
+    // Quantized blocks under a half-precision computation.
+    let blocks = load("llama_tied_q8_0", LoadOptions { dtype: DType::BF16, ..LoadOptions::default() });
+    let exact = load("llama_tied_q8_0", LoadOptions { dequantize: true, ..LoadOptions::default() });
+    let error = relative_error(&logits(&blocks), &logits(&exact));
+    assert!(error < 0.05, "bf16 on Q8_0 blocks: relative error {error}");
+    let unsupported = LoadOptions { dtype: DType::U8, ..LoadOptions::default() };
+    assert!(Model::from_source(&ModelSource::from_path(&data_dir("llama3")).unwrap(), &unsupported).is_err());
 }
