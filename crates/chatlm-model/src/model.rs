@@ -43,6 +43,22 @@ impl BatchInput {
         Self { ids, attention_mask }
     }
 
+    /// Rows of ids with a tokenizer-style attention mask (`1` real, `0` padding; any integer
+    /// or `bool` type).
+    ///
+    /// ```
+    /// use chatlm_model::BatchInput;
+    /// let batch = BatchInput::with_mask(vec![vec![0, 7, 8]], &[vec![0u32, 1, 1]]);
+    /// assert_eq!(batch.attention_mask, vec![vec![false, true, true]]);
+    /// ```
+    pub fn with_mask<M: Copy + Into<u64>>(ids: Vec<Vec<u32>>, attention_mask: &[Vec<M>]) -> Self {
+        let attention_mask = attention_mask
+            .iter()
+            .map(|row| row.iter().map(|&m| m.into() != 0).collect())
+            .collect();
+        Self { ids, attention_mask }
+    }
+
     /// One new real token per row: a decoding step.
     pub fn step(tokens: &[u32]) -> Self {
         Self {

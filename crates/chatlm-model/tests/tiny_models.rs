@@ -66,15 +66,8 @@ fn check_single_prompts(model: &Model, expected: &Value, name: &str) {
 fn check_batch(model: &Model, expected: &Value, name: &str) {
     let batch = &expected["batch"];
     let sample: Vec<usize> = ids(&expected["sample_vocab"]).into_iter().map(|i| i as usize).collect();
-    let input = BatchInput {
-        ids: batch["ids"].as_array().unwrap().iter().map(ids).collect(),
-        attention_mask: batch["attention_mask"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| ids(row).into_iter().map(|m| m == 1).collect())
-            .collect(),
-    };
+    let mask: Vec<Vec<u32>> = batch["attention_mask"].as_array().unwrap().iter().map(ids).collect();
+    let input = BatchInput::with_mask(batch["ids"].as_array().unwrap().iter().map(ids).collect(), &mask);
     let rows = input.ids.len();
     let mut cache = model.new_cache(rows, input.ids[0].len() + 19).unwrap();
     let logits: Vec<Vec<Vec<f32>>> = model.forward_batch(&input, &mut cache).unwrap().to_vec3().unwrap();
