@@ -1,10 +1,13 @@
 //! GGUF models: llama.cpp tensor names and hyper-parameters mapped onto the same decoder.
 //!
-//! The container is read with candle's GGUF reader over a memory map; every tensor is
-//! dequantized to f32 on load (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, f16, bf16, ...). This is the
-//! reference path: fast quantized kernels replace the f32 matrices later.
+//! The container is read with candle's GGUF reader. Quantized matrices (Q4_0, Q4_1, Q8_0,
+//! Q4_K, Q5_K, Q6_K, ...) are kept as blocks and multiplied as such; `LoadOptions::dequantize`
+//! expands them to f32 instead (the exact reference path).
+//!
+//! The file is read, not memory-mapped: every tensor is copied into its own buffer anyway,
+//! and pages of a mapping would count in the process's peak resident memory on top of the
+//! copies (about twice the model size at the end of loading).
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -21,7 +24,8 @@ use crate::weights::{LoadContext, TensorSource};
 /// A memory-mapped GGUF file answering in transformers' tensor names.
 pub(crate) struct GgufSource {
     path: PathBuf,
-    map: memmap2::Mmap,
+    file: std::fs::File,
+    file_len: u64,
     content: Content,
     /// llama.cpp stores Llama's q/k rows interleaved for its rope; these are undone on load.
     permuted_qk: Option<(usize, usize)>,
@@ -33,19 +37,22 @@ impl GgufSource {
             path: path.to_path_buf(),
             source,
         })?;
-        // SAFETY: read-only mapping; like every mmap-based loader we rely on the file not being
-        // modified while the model is loading.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let content = Content::read(&mut Cursor::new(&map[..])).map_err(|e| ModelError::Gguf {
+        let file_len = file
+            .metadata()
+            .map_err(|source| ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        // Small reads of the header through a buffer; tensor reads are large and positioned.
+        let content = Content::read(&mut std::io::BufReader::new(&file)).map_err(|e| ModelError::Gguf {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
         let source = Self {
             path: path.to_path_buf(),
-            map,
+            file,
+            file_len,
             content,
             permuted_qk: None,
         };
@@ -62,7 +69,7 @@ impl GgufSource {
 
     /// Rejects a truncated file up front, naming the first tensor that runs past its end.
     fn check_extents(&self) -> Result<()> {
-        let file_len = self.map.len() as u64;
+        let file_len = self.file_len;
         for (name, info) in &self.content.tensor_infos {
             let blocks = info.shape.elem_count() / info.ggml_dtype.block_size();
             let end = self.content.tensor_data_offset + info.offset + (blocks * info.ggml_dtype.type_size()) as u64;
@@ -170,7 +177,7 @@ impl GgufSource {
 
     fn load_raw(&self, gguf_name: &str, device: &Device) -> Result<QTensor> {
         self.content
-            .tensor(&mut Cursor::new(&self.map[..]), gguf_name, device)
+            .tensor(&mut &self.file, gguf_name, device)
             .map_err(|e| self.error(format!("tensor `{gguf_name}`: {e}")))
     }
 

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::QMatMul;
-use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{ModelError, Result};
@@ -69,10 +68,20 @@ pub(crate) trait TensorSource {
     }
 }
 
-/// Safetensors files, memory-mapped; tensors are copied out (and upcast) one at a time so the
-/// full-precision file is never read into memory as a whole.
+/// One memory-mapped safetensors file and its parsed header.
+struct MappedFile {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    /// Where the data section starts (after the 8-byte length and the JSON header).
+    data_start: usize,
+    header: safetensors::tensor::Metadata,
+}
+
+/// Safetensors files, memory-mapped; tensors are copied out (converted, maybe quantized) one
+/// at a time, and each one's pages are released right after, so the full-precision file is
+/// never resident as a whole.
 pub(crate) struct SafetensorsSource {
-    files: Vec<(PathBuf, MmapedSafetensors)>,
+    files: Vec<MappedFile>,
     /// Tensor name -> index into `files`.
     routing: HashMap<String, usize>,
     description: String,
@@ -123,16 +132,29 @@ impl SafetensorsSource {
                     message: "safetensors file missing".into(),
                 });
             }
+            let io_error = |source| ModelError::Io {
+                path: path.clone(),
+                source,
+            };
+            let file = std::fs::File::open(path).map_err(io_error)?;
             // SAFETY: the mapping is read-only; like every mmap-based loader we rely on the
             // model files not being modified while the model is loading.
-            let mapped = unsafe { MmapedSafetensors::new(path) }.map_err(|e| ModelError::Safetensors {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            for (name, _) in mapped.tensors() {
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error)?;
+            // Checks the header and that the data section covers every tensor (truncation).
+            let (header_len, header) =
+                safetensors::SafeTensors::read_metadata(&map).map_err(|e| ModelError::Safetensors {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            for name in header.tensors().into_keys() {
                 routing.insert(name, index);
             }
-            files.push((path.clone(), mapped));
+            files.push(MappedFile {
+                path: path.clone(),
+                map,
+                data_start: 8 + header_len,
+                header,
+            });
         }
         let description = match paths {
             [one] => one.display().to_string(),
@@ -159,8 +181,8 @@ impl TensorSource for SafetensorsSource {
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        let (_, file) = &self.files[*self.routing.get(name)?];
-        file.get(name).ok().map(|view| view.shape().to_vec())
+        let file = &self.files[*self.routing.get(name)?];
+        file.header.info(name).map(|info| info.shape.clone())
     }
 
     fn load_f32(&self, name: &str, device: &Device) -> Result<Tensor> {
@@ -168,11 +190,41 @@ impl TensorSource for SafetensorsSource {
             name: name.to_string(),
             source_desc: self.describe(),
         };
-        let (path, file) = &self.files[*self.routing.get(name).ok_or_else(missing)?];
-        let tensor = file.load(name, device).map_err(|e| ModelError::Safetensors {
-            path: path.clone(),
-            message: format!("tensor `{name}`: {e}"),
+        let file = &self.files[*self.routing.get(name).ok_or_else(missing)?];
+        let info = file.header.info(name).ok_or_else(missing)?;
+        let dtype = match info.dtype {
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::BF16 => DType::BF16,
+            other => {
+                return Err(ModelError::Safetensors {
+                    path: file.path.clone(),
+                    message: format!("tensor `{name}` has dtype {other:?}; expected F32, F16 or BF16"),
+                })
+            }
+        };
+        let (start, end) = info.data_offsets;
+        let (start, end) = (file.data_start + start, file.data_start + end);
+        let bytes = file.map.get(start..end).ok_or_else(|| ModelError::Safetensors {
+            path: file.path.clone(),
+            message: format!("tensor `{name}` lies outside the file"),
         })?;
-        Ok(tensor.to_dtype(DType::F32)?)
+        let tensor = Tensor::from_raw_buffer(bytes, dtype, &info.shape, device)?.to_dtype(DType::F32)?;
+        release_pages(&file.map, start, end - start);
+        Ok(tensor)
     }
+}
+
+/// Drops the mapped pages of a tensor already copied out, so that they stop counting in the
+/// process's resident memory while the rest of the model loads.
+fn release_pages(map: &memmap2::Mmap, offset: usize, len: usize) {
+    #[cfg(unix)]
+    // SAFETY: the mapping is a read-only shared file mapping and nothing borrows this range any
+    // more; MADV_DONTNEED only drops the pages, which a later access would read from the file
+    // again. Failure only means the pages stay resident, so it is ignored.
+    unsafe {
+        let _ = map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len);
+    }
+    #[cfg(not(unix))]
+    let _ = (map, offset, len);
 }
