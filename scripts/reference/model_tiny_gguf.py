@@ -9,6 +9,8 @@ convert_hf_to_gguf.py's LlamaModel.permute, writes under crates/chatlm-model/tes
                     a `rope_freqs.weight` tensor of per-frequency divisors (the converter's
                     generate_extra_tensors); expected.json is llama3's own transformers output,
                     since the f32 GGUF must compute exactly what the safetensors model does.
+  qwen2_gguf/       the qwen2 model in f32 under the `qwen2` architecture (q/k/v biases, tied
+                    output, no permutation); expected.json is qwen2's transformers output.
 
 Rerun: python3 scripts/reference/model_tiny_gguf.py
 """
@@ -54,7 +56,7 @@ def llama3_rope_factors(cfg):
     return np.array(factors, dtype=np.float32)
 
 
-def write_gguf(src_name, out_name, quantize):
+def write_gguf(src_name, out_name, quantize, arch="llama"):
     src = os.path.join(model_tiny.ROOT, src_name)
     out = os.path.join(model_tiny.ROOT, out_name)
     with open(os.path.join(src, "config.json")) as f:
@@ -65,8 +67,8 @@ def write_gguf(src_name, out_name, quantize):
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     path = os.path.join(out, "model.gguf")
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_name("tiny-llama-tied")
+    w = gguf.GGUFWriter(path, arch)
+    w.add_name(f"tiny-{src_name}")
     w.add_block_count(cfg["num_hidden_layers"])
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
@@ -96,9 +98,10 @@ def write_gguf(src_name, out_name, quantize):
             gname = f"blk.{layer}.{parts[module]}.{kind}"
         else:
             gname = names[name]
-        if gname.endswith("attn_q.weight"):
+        # Only the llama architecture is permuted (its rope runs on interleaved pairs).
+        if arch == "llama" and gname.endswith("attn_q.weight"):
             t = permute(t, cfg["num_attention_heads"])
-        elif gname.endswith("attn_k.weight"):
+        elif arch == "llama" and gname.endswith("attn_k.weight"):
             t = permute(t, cfg["num_key_value_heads"])
         if t.ndim == 2 and quantize:
             w.add_tensor(gname, gguf.quants.quantize(t, gguf.GGMLQuantizationType.Q8_0),
@@ -128,8 +131,9 @@ def main():
         json.dump(exp, f, separators=(",", ":"))
     print(f"llama_tied_q8_0: min greedy margin {margin:.4f}")
 
-    out = write_gguf("llama3", "llama3_gguf", quantize=False)
-    shutil.copy(os.path.join(model_tiny.ROOT, "llama3", "expected.json"), os.path.join(out, "expected.json"))
+    for src, name, arch in [("llama3", "llama3_gguf", "llama"), ("qwen2", "qwen2_gguf", "qwen2")]:
+        out = write_gguf(src, name, quantize=False, arch=arch)
+        shutil.copy(os.path.join(model_tiny.ROOT, src, "expected.json"), os.path.join(out, "expected.json"))
 
 
 if __name__ == "__main__":

@@ -158,6 +158,14 @@ impl GgufSource {
     /// llama.cpp keeps Llama 3.1's rescaled frequencies as a `rope_freqs.weight` tensor of
     /// divisors rather than as metadata; linear scaling is metadata.
     fn rope_scaling(&self, key: &dyn Fn(&str) -> String, device: &Device) -> Result<RopeScaling> {
+        if self.content.tensor_infos.contains_key("rope_factors_long.weight") {
+            // Phi-3 128k's "longrope" switches factor sets with the sequence length.
+            return Err(ModelError::Unsupported {
+                what: "GGUF rope scaling",
+                value: "longrope (rope_factors_long)".into(),
+                path: self.path.clone(),
+            });
+        }
         if self.content.tensor_infos.contains_key("rope_freqs.weight") {
             let factors = self.load_f32_raw("rope_freqs.weight", device)?.to_vec1::<f32>()?;
             return Ok(RopeScaling::FrequencyFactors(factors));
