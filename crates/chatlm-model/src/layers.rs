@@ -201,8 +201,9 @@ impl DecoderLayer {
 
 /// Additive attention mask `(batch, 1, new, cached + new)`: 0 where allowed, `f32::MIN` where not.
 ///
-/// `f32::MIN` rather than `-inf` (as transformers does) keeps rows with nothing to attend to
-/// (queries at padding slots) finite instead of NaN, so NaN cannot leak through `0 * NaN`.
+/// `f32::MIN` (transformers' `finfo.min` too) rather than `-inf` keeps rows with nothing to
+/// attend to (queries at padding slots) finite instead of NaN, so NaN cannot leak through
+/// `0 * NaN`. The sliding window counts slots, as transformers' `kv_idx > q_idx - window`.
 pub(crate) fn attention_mask(
     cache: &KvCache,
     new: usize,
@@ -216,7 +217,7 @@ pub(crate) fn attention_mask(
     for row in 0..batch {
         for q in past..total {
             for k in 0..total {
-                let in_window = sliding_window.is_none_or(|w| q - k.min(q) < w);
+                let in_window = sliding_window.is_none_or(|w| k + w > q);
                 let allowed = k <= q && cache.is_real(row, k) && in_window;
                 data.push(if allowed { 0.0f32 } else { f32::MIN });
             }

@@ -47,3 +47,19 @@ fn cleared_and_truncated_caches_start_over() {
     let again = model.forward_last(&PROMPT[3..6], &mut cache).unwrap();
     assert!(max_diff(&again, &first) < 1e-4);
 }
+
+#[test]
+fn models_and_caches_move_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Model>();
+    assert_send_sync::<chatlm_model::KvCache>();
+    // A clone shares the weights and computes the same thing.
+    let model = model("llama_tied");
+    let clone = model.clone();
+    let handle = std::thread::spawn(move || {
+        let mut cache = clone.new_cache(1, 16).unwrap();
+        clone.forward_last(&PROMPT, &mut cache).unwrap()
+    });
+    let mut cache = model.new_cache(1, 16).unwrap();
+    assert_eq!(handle.join().unwrap(), model.forward_last(&PROMPT, &mut cache).unwrap());
+}
