@@ -5,6 +5,14 @@
 //! hub cache (offline) or a GGUF file ([`ModelSource`]). The KV cache ([`KvCache`]) is its own
 //! value, preallocated per batch of sequences; batches may be left-padded ([`BatchInput`]).
 //!
+//! Precision ([`LoadOptions`]): f32 by default (matches transformers within 1e-4), bf16/f16
+//! compute, GGUF matrices multiplied as their quantized blocks (or expanded to f32 with
+//! `dequantize`), and in-situ quantization of full-precision weights to Q8_0/Q4_K while
+//! loading ([`Quantization`]).
+//!
+//! Cargo feature `hub-download` (off by default): [`ModelSource::resolve`] downloads a hub id
+//! missing from the cache with hf-hub, whose HTTP/TLS stack the offline build leaves out.
+//!
 //! ```no_run
 //! use chatlm_model::{LoadOptions, Model, ModelSource};
 //! let model = Model::from_source(&ModelSource::resolve("model-dir")?, &LoadOptions::default())?;
@@ -28,6 +36,10 @@ mod model;
 mod rope;
 mod source;
 mod weights;
+
+/// The tensor types of the API (logits, devices, compute dtypes), so callers need not depend
+/// on candle themselves.
+pub use candle_core::{DType, Device, Tensor};
 
 pub use cache::KvCache;
 pub use config::{Architecture, ModelConfig, RopeScaling, SUPPORTED_ARCHITECTURES};
