@@ -10,6 +10,11 @@
 //! `dequantize`), and in-situ quantization of full-precision weights to Q8_0/Q4_K while
 //! loading ([`Quantization`]).
 //!
+//! Threads: candle sizes its CPU work from `RAYON_NUM_THREADS` and, when that is unset,
+//! re-reads `/proc/cpuinfo` on every matrix product (candle 0.11), which costs more than the
+//! product on small models. Binaries should set `RAYON_NUM_THREADS` (e.g. from `--threads`)
+//! at the start of `main`, before any thread exists.
+//!
 //! Cargo feature `hub-download` (off by default): [`ModelSource::resolve`] downloads a hub id
 //! missing from the cache with hf-hub, whose HTTP/TLS stack the offline build leaves out.
 //!
