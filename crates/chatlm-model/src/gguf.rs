@@ -125,6 +125,14 @@ impl GgufSource {
             .ok_or_else(|| self.error("tensor `token_embd.weight` missing".into()))?;
         let rotary_dim = self.meta_u32(&key("rope.dimension_count")).map_or(head_dim, |v| v as usize);
         let rope_scaling = self.rope_scaling(&key, device)?;
+        if let RopeScaling::FrequencyFactors(factors) = &rope_scaling {
+            if factors.len() != rotary_dim / 2 {
+                return Err(self.error(format!(
+                    "rope_freqs.weight has {} factors for a rotary dimension of {rotary_dim}",
+                    factors.len()
+                )));
+            }
+        }
         let eos = self.meta_u32("tokenizer.ggml.eos_token_id").ok();
         if architecture == Architecture::Llama || architecture == Architecture::Mistral {
             self.permuted_qk = Some((heads, kv_heads));
