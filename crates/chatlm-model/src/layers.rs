@@ -62,11 +62,12 @@ impl Attention {
             let fused = load_linear(src, &format!("{prefix}.qkv_proj"), q_out + 2 * kv_out, h, c.qkv_bias, ctx)?;
             Projections::Fused(fused, vec![q_out, kv_out, kv_out])
         } else {
-            Projections::Separate(vec![
+            let parts = vec![
                 load_linear(src, &format!("{prefix}.q_proj"), q_out, h, c.qkv_bias, ctx)?,
                 load_linear(src, &format!("{prefix}.k_proj"), kv_out, h, c.qkv_bias, ctx)?,
                 load_linear(src, &format!("{prefix}.v_proj"), kv_out, h, c.qkv_bias, ctx)?,
-            ])
+            ];
+            Projections::new(parts, vec![q_out, kv_out, kv_out])?
         };
         Ok(Self {
             qkv,
@@ -128,10 +129,11 @@ impl Mlp {
         let gate_up = if c.architecture == Architecture::Phi3 {
             Projections::Fused(load_linear(src, &format!("{prefix}.gate_up_proj"), 2 * i, h, false, ctx)?, vec![i, i])
         } else {
-            Projections::Separate(vec![
+            let parts = vec![
                 load_linear(src, &format!("{prefix}.gate_proj"), i, h, false, ctx)?,
                 load_linear(src, &format!("{prefix}.up_proj"), i, h, false, ctx)?,
-            ])
+            ];
+            Projections::new(parts, vec![i, i])?
         };
         Ok(Self {
             gate_up,

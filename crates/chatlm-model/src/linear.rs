@@ -1,6 +1,6 @@
 //! Linear maps over dense or block-quantized weights, and in-situ quantization at load.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor, D};
 
 use crate::error::Result;
@@ -95,6 +95,56 @@ impl Linear {
     }
 }
 
+/// Stacks the rows of `parts` into one map, or `None` when their formats differ.
+fn fuse_rows(parts: &[Linear]) -> Result<Option<Linear>> {
+    let biases: Option<Vec<&Tensor>> = parts.iter().map(|p| p.bias.as_ref()).collect();
+    if biases.is_none() && parts.iter().any(|p| p.bias.is_some()) {
+        return Ok(None);
+    }
+    let weight = if let Some(dense) = parts
+        .iter()
+        .map(|p| match &p.weight {
+            QMatMul::Tensor(t) => Some(t),
+            _ => None,
+        })
+        .collect::<Option<Vec<&Tensor>>>()
+    {
+        if dense.windows(2).any(|w| w[0].dtype() != w[1].dtype()) {
+            return Ok(None);
+        }
+        QMatMul::Tensor(Tensor::cat(&dense, 0)?)
+    } else if let Some(blocks) = parts
+        .iter()
+        .map(|p| match &p.weight {
+            QMatMul::QTensor(q) => Some(q),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+    {
+        let Some(first) = blocks.first() else { return Ok(None) };
+        let cols = first.shape().dims().get(1).copied();
+        if blocks.iter().any(|b| b.dtype() != first.dtype() || b.shape().dims().get(1).copied() != cols) {
+            return Ok(None);
+        }
+        // GGML rows are independent runs of blocks: stacking rows is concatenating bytes.
+        let mut bytes = Vec::new();
+        let mut rows = 0;
+        for b in &blocks {
+            bytes.extend_from_slice(&b.data()?);
+            rows += b.shape().dims().first().copied().unwrap_or(0);
+        }
+        let dims = vec![rows, cols.unwrap_or(0)];
+        QMatMul::from_qtensor(qtensor_from_ggml(first.dtype(), &bytes, dims, &first.device())?)?
+    } else {
+        return Ok(None);
+    };
+    let bias = match biases {
+        Some(b) if !b.is_empty() => Some(Tensor::cat(&b, 0)?),
+        _ => None,
+    };
+    Ok(Some(Linear { weight, bias }))
+}
+
 /// Several projections of the same input, stored apart or fused into one matrix (Phi-3's
 /// `qkv_proj` / `gate_up_proj`, kept fused so quantized blocks are never re-split).
 #[derive(Debug, Clone)]
@@ -105,6 +155,16 @@ pub(crate) enum Projections {
 }
 
 impl Projections {
+    /// Projections of one input, fused into a single matrix when their weights share a
+    /// format (one product, one activation quantization, instead of several); `widths` are
+    /// the parts' output sizes.
+    pub(crate) fn new(parts: Vec<Linear>, widths: Vec<usize>) -> Result<Self> {
+        match fuse_rows(&parts)? {
+            Some(fused) => Ok(Self::Fused(fused, widths)),
+            None => Ok(Self::Separate(parts)),
+        }
+    }
+
     /// The outputs of each part, in order.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         match self {
