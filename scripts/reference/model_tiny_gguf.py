@@ -5,6 +5,8 @@ convert_hf_to_gguf.py's LlamaModel.permute, writes under crates/chatlm-model/tes
   llama_tied_q8_0/  matrices quantized to Q8_0 with the `gguf` package; expected.json from
                     transformers loading that GGUF (`gguf_file=`: it dequantizes and unpermutes),
                     in the format of model_tiny.py's expected.json.
+  phi3_q8_0/        the same for the phi3 model under the `phi3` architecture (fused attn_qkv
+                    and gate/up in ffn_up, no permutation).
   llama3_gguf/      the llama3 model in f32 with llama3 rope scaling stored as llama.cpp does,
                     a `rope_freqs.weight` tensor of per-frequency divisors (the converter's
                     generate_extra_tensors); expected.json is llama3's own transformers output,
@@ -80,6 +82,7 @@ def write_gguf(src_name, out_name, quantize, arch="llama"):
     w.add_rope_dimension_count(cfg["hidden_size"] // cfg["num_attention_heads"])
     w.add_bos_token_id(cfg["bos_token_id"])
     w.add_eos_token_id(cfg["eos_token_id"])
+    w.add_pad_token_id(cfg["pad_token_id"])
     w.add_vocab_size(cfg["vocab_size"])
     # A placeholder vocabulary: transformers takes the vocabulary size from the tokenizer.
     w.add_tokenizer_model("llama")
@@ -90,7 +93,8 @@ def write_gguf(src_name, out_name, quantize, arch="llama"):
              "lm_head.weight": "output.weight"}
     parts = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
              "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+             "self_attn.qkv_proj": "attn_qkv", "mlp.gate_up_proj": "ffn_up"}
     for name, t in weights.items():
         if name.startswith("model.layers."):
             layer, rest = name[len("model.layers."):].split(".", 1)
@@ -118,8 +122,8 @@ def write_gguf(src_name, out_name, quantize, arch="llama"):
     return out
 
 
-def main():
-    out = write_gguf("llama_tied", "llama_tied_q8_0", quantize=True)
+def quantized_with_transformers_expectations(src, name, arch):
+    out = write_gguf(src, name, quantize=True, arch=arch)
 
     def load(_path):
         return AutoModelForCausalLM.from_pretrained(out, gguf_file="model.gguf", dtype=torch.float32,
@@ -129,7 +133,12 @@ def main():
     exp, margin = model_tiny.expectations(out)
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(exp, f, separators=(",", ":"))
-    print(f"llama_tied_q8_0: min greedy margin {margin:.4f}")
+    print(f"{name}: min greedy margin {margin:.4f}")
+
+
+def main():
+    quantized_with_transformers_expectations("llama_tied", "llama_tied_q8_0", "llama")
+    quantized_with_transformers_expectations("phi3", "phi3_q8_0", "phi3")
 
     for src, name, arch in [("llama3", "llama3_gguf", "llama"), ("qwen2", "qwen2_gguf", "qwen2")]:
         out = write_gguf(src, name, quantize=False, arch=arch)

@@ -103,4 +103,4 @@ macro_rules! tiny_model_tests {
     )*};
 }
 
-tiny_model_tests!(llama3, llama3_bf16, llama_tied, qwen2, mistral, phi3, llama_linear, llama_dynamic, llama_tied_q8_0, llama3_gguf, qwen2_gguf);
+tiny_model_tests!(llama3, llama3_bf16, llama_tied, qwen2, mistral, phi3, llama_linear, llama_dynamic, llama_tied_q8_0, llama3_gguf, qwen2_gguf, phi3_q8_0);
