@@ -52,15 +52,25 @@ pub enum RopeScaling {
     /// Plain RoPE.
     None,
     /// Positions divided by `factor` (`rope_type: linear`).
-    Linear { factor: f32 },
+    Linear {
+        /// Divisor of the positions.
+        factor: f32,
+    },
     /// NTK-aware base growth once the sequence passes `max_position_embeddings`
     /// (`rope_type: dynamic`).
-    Dynamic { factor: f32 },
+    Dynamic {
+        /// Context stretch the base growth aims at.
+        factor: f32,
+    },
     /// Llama 3.1 frequency-band rescaling (`rope_type: llama3`).
     Llama3 {
+        /// Divisor of the low frequencies.
         factor: f32,
+        /// Wavelengths above `original / low_freq_factor` are divided by `factor`.
         low_freq_factor: f32,
+        /// Wavelengths below `original / high_freq_factor` are kept.
         high_freq_factor: f32,
+        /// The context length the model was first trained at.
         original_max_position_embeddings: usize,
     },
     /// Per-frequency divisors, as llama.cpp stores Llama 3.1 scaling (`rope_freqs.weight`).
@@ -70,20 +80,33 @@ pub enum RopeScaling {
 /// Hyper-parameters of a decoder, normalised across architectures and file formats.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
+    /// Which decoder family (decides tensor names and fused projections).
     pub architecture: Architecture,
+    /// Width of the residual stream.
     pub hidden_size: usize,
+    /// Width of the MLP's gate/up projections.
     pub intermediate_size: usize,
+    /// Number of decoder layers.
     pub num_hidden_layers: usize,
+    /// Query heads per layer.
     pub num_attention_heads: usize,
+    /// Key/value heads per layer (fewer than query heads: grouped-query attention).
     pub num_key_value_heads: usize,
+    /// Features per head.
     pub head_dim: usize,
+    /// Rows of the embedding and output matrices.
     pub vocab_size: usize,
+    /// Trained context length (see [`ModelConfig::context_length`]).
     pub max_position_embeddings: usize,
+    /// Epsilon of every RMSNorm.
     pub rms_norm_eps: f64,
+    /// RoPE base wavelength.
     pub rope_theta: f32,
+    /// RoPE frequency rescaling for long contexts.
     pub rope_scaling: RopeScaling,
     /// Leading fraction of each head rotated by RoPE (Phi-3 style partial rotary).
     pub partial_rotary_factor: f32,
+    /// The output projection reuses the embedding matrix.
     pub tie_word_embeddings: bool,
     /// Biases on q/k/v projections (Qwen2, or Llama's `attention_bias`).
     pub qkv_bias: bool,
@@ -91,7 +114,9 @@ pub struct ModelConfig {
     pub o_bias: bool,
     /// Keys further back than this many slots are not attended to (Mistral, Phi-3).
     pub sliding_window: Option<usize>,
+    /// Beginning-of-sequence token, from the config (the tokenizer has the final word).
     pub bos_token_id: Option<u32>,
+    /// End-of-sequence token(s) from the config; `generation_config.json` may add more.
     pub eos_token_ids: Vec<u32>,
 }
 

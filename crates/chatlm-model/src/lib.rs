@@ -27,6 +27,9 @@
 //! # Ok::<(), chatlm_model::ModelError>(())
 //! ```
 
+#![warn(missing_docs)]
+
+
 mod cache;
 mod config;
 #[cfg(feature = "hub-download")]
