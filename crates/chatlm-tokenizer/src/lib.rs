@@ -1,1 +1,2 @@
 //! chatlm-tokenizer (work in progress)
+pub mod gguf_vocab;
