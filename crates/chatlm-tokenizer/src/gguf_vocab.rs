@@ -25,10 +25,11 @@ use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::strip::Strip;
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::prepend::Prepend;
 use tokenizers::normalizers::replace::Replace;
+use tokenizers::normalizers::utils::Sequence as NormalizerSequence;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
@@ -442,8 +443,21 @@ fn sentencepiece_bpe(
     }
     let bpe = builder.build().map_err(build_err("tokenizer.ggml.tokens/scores"))?;
     let mut tokenizer = tokenizers::Tokenizer::new(bpe);
-    let scheme = if add_space_prefix { PrependScheme::First } else { PrependScheme::Never };
-    tokenizer.with_pre_tokenizer(Some(Metaspace::new('▁', scheme, false)));
+    // llama.cpp prefixes each text fragment with a space and escapes every space as "▁" before
+    // merging; HF's Llama 2 tokenizer.json says the same with this normalizer (and no
+    // pre-tokenizer). transformers' GGUF converter uses `Metaspace(prepend_scheme="first")`
+    // instead, which drops the extra "▁" of text starting with a space (" Hello" → [15043] instead
+    // of HF's and llama.cpp's [29871, 15043]).
+    if add_space_prefix {
+        let normalizer = NormalizerSequence::new(vec![
+            Prepend::new("▁".to_owned()).into(),
+            Replace::new(" ", "▁").map_err(build_err("the normalizer"))?.into(),
+        ]);
+        tokenizer.with_normalizer(Some(normalizer)).map_err(build_err("the normalizer"))?;
+    } else {
+        let normalizer = Replace::new(" ", "▁").map_err(build_err("the normalizer"))?;
+        tokenizer.with_normalizer(Some(normalizer)).map_err(build_err("the normalizer"))?;
+    }
     let mut steps: Vec<DecoderWrapper> = vec![
         Replace::new("▁", " ").map_err(build_err("the decoder"))?.into(),
         ByteFallback::new().into(),
