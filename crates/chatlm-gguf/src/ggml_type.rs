@@ -92,6 +92,8 @@ const TABLE: &[(GgmlType, u32, u64, u64)] = &[
     (GgmlType::Q1_0, 41, 128, 18),
 ];
 
+const _: () = assert!(TABLE.len() == GgmlType::Q1_0 as usize + 1);
+
 impl GgmlType {
     /// Every known type, in id order.
     pub fn all() -> impl Iterator<Item = GgmlType> {
@@ -104,8 +106,9 @@ impl GgmlType {
     }
 
     fn row(self) -> &'static (GgmlType, u32, u64, u64) {
-        // TABLE lists every variant; the fallback row is never reached but avoids a panic path.
-        TABLE.iter().find(|row| row.0 == self).unwrap_or(&TABLE[0])
+        // TABLE lists the variants in declaration order (checked at compile time for the length and
+        // by `table_is_in_declaration_order` for the order), so the discriminant is the row.
+        &TABLE[self as usize]
     }
 
     /// The ggml id written in files.
@@ -146,5 +149,18 @@ impl GgmlType {
 impl std::fmt::Display for GgmlType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_in_declaration_order() {
+        for (index, row) in TABLE.iter().enumerate() {
+            assert_eq!(row.0 as usize, index);
+            assert_eq!(GgmlType::from_id(row.1), Some(row.0));
+        }
     }
 }
