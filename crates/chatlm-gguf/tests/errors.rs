@@ -242,3 +242,13 @@ fn open_reports_the_path() {
     let err = GgufFile::open("/nonexistent/x.gguf").unwrap_err();
     assert!(err.to_string().contains("/nonexistent/x.gguf"));
 }
+
+#[test]
+fn gguf_file_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<GgufFile>();
+    let file = std::sync::Arc::new(GgufFile::from_bytes(sample().to_bytes()).unwrap());
+    let f = std::sync::Arc::clone(&file);
+    let len = std::thread::spawn(move || f.tensor_data(f.tensor("w").unwrap()).unwrap().len()).join().unwrap();
+    assert_eq!(len, 68);
+}
