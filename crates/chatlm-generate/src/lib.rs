@@ -1,0 +1,27 @@
+//! `chatlm-generate`: logits → ids, with the semantics of transformers' `generate`.
+//!
+//! - [`processors`]: repetition penalty, temperature, top-k, top-p, min-p;
+//! - [`GenerationConfig`]: settings and `generation_config.json` defaults;
+//! - [`Sampler`]: greedy or seeded multinomial choice;
+//! - [`StopStringMatcher`], [`StreamDecoder`]: stop strings and UTF-8-safe streaming;
+//! - [`LogitsModel`]: what a model implements; [`generate`] / [`generate_batch`] run the loop;
+//! - [`ChatSession`]: multi-turn chat on top of a chat template.
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod model;
+pub mod processors;
+pub mod sampler;
+pub mod stop;
+pub mod stream;
+
+pub use chat::{ChatSession, ChatWarning, Message, PromptRenderer};
+pub use config::GenerationConfig;
+pub use error::GenerateError;
+pub use generate::{generate, generate_batch, FinishReason, GenerationOutput, Timings};
+pub use model::LogitsModel;
+pub use sampler::Sampler;
+pub use stop::{Released, StopStringMatcher};
+pub use stream::{StreamDecoder, TextDecoder};
