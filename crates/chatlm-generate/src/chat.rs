@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::GenerationConfig;
 use crate::error::GenerateError;
-use crate::generate::{generate, GenerationOutput};
+use crate::generation::{generate, GenerationOutput};
 use crate::model::LogitsModel;
 use crate::stream::TextDecoder;
 

@@ -128,7 +128,7 @@ impl GenerationConfig {
     /// Rejects values transformers rejects, naming the parameter and value.
     pub fn validate(&self) -> Result<(), GenerateError> {
         let bad = |name, value: String, reason| Err(GenerateError::InvalidParameter { name, value, reason });
-        if !(self.temperature >= 0.0) || !self.temperature.is_finite() {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return bad("temperature", self.temperature.to_string(), "must be a finite number >= 0");
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
@@ -139,7 +139,7 @@ impl GenerationConfig {
                 return bad("min_p", p.to_string(), "must be in [0, 1]");
             }
         }
-        if !(self.repetition_penalty > 0.0) || !self.repetition_penalty.is_finite() {
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
             return bad("repetition_penalty", self.repetition_penalty.to_string(), "must be a finite number > 0");
         }
         if self.max_new_tokens == Some(0) {

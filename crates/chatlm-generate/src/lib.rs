@@ -10,7 +10,7 @@
 pub mod chat;
 pub mod config;
 pub mod error;
-pub mod generate;
+pub mod generation;
 pub mod model;
 pub mod processors;
 pub mod sampler;
@@ -20,7 +20,7 @@ pub mod stream;
 pub use chat::{ChatSession, ChatWarning, Message, PromptRenderer};
 pub use config::GenerationConfig;
 pub use error::GenerateError;
-pub use generate::{generate, generate_batch, FinishReason, GenerationOutput, Timings};
+pub use generation::{generate, generate_batch, FinishReason, GenerationOutput, Timings};
 pub use model::LogitsModel;
 pub use sampler::Sampler;
 pub use stop::{Released, StopStringMatcher};

@@ -39,7 +39,7 @@ impl Sampler {
     pub fn sample(&mut self, logits: &[f32]) -> Result<u32, GenerateError> {
         let probs = softmax(logits);
         let total: f64 = probs.iter().map(|&p| p as f64).sum();
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             return Err(GenerateError::NoCandidates);
         }
         let target = self.rng.random::<f64>() * total;

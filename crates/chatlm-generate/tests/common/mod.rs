@@ -61,7 +61,7 @@ impl LogitsModel for HashModel {
         for ((seq, t), m) in self.seqs.iter_mut().zip(tokens).zip(mask) {
             // Left padding only: once a real token was seen, no masked ones may follow.
             let first_real = m.iter().position(|&b| b == 1).unwrap_or(m.len());
-            if m[first_real..].iter().any(|&b| b == 0) || (!seq.is_empty() && first_real != 0) {
+            if m[first_real..].contains(&0) || (!seq.is_empty() && first_real != 0) {
                 return Err(FakeError("padding must be on the left of the prompt".into()));
             }
             seq.extend(t.iter().zip(m).filter(|(_, &b)| b == 1).map(|(&id, _)| id));
