@@ -1,0 +1,119 @@
+//! `apply_chat_template(tokenize=True, return_assistant_tokens_mask=True)`: the rendered prompt
+//! encoded without special tokens (the template already wrote BOS; adding it again is the classic
+//! double-BOS bug), and `{% generation %}` spans turned into a per-token mask.
+
+use chatlm_tokenizer::Tokenizer;
+use serde_json::{Map, Value as Json};
+
+use crate::{select_template, ChatRequest, ChatTemplate, ContinueFinal, TemplateError};
+
+/// The template variables a tokenizer provides: its named special tokens (`bos_token`, `eos_token`,
+/// `unk_token`, `sep_token`, `pad_token`, `cls_token`, `mask_token`: those that are set), like
+/// transformers' `special_tokens_map`.
+pub fn special_token_variables(tok: &Tokenizer) -> Map<String, Json> {
+    tok.special_tokens().named().into_iter().map(|(role, token)| (role.to_string(), Json::String(token.to_string()))).collect()
+}
+
+impl ChatTemplate {
+    /// Compiles the tokenizer's own template, chosen like transformers' `get_chat_template`
+    /// (`name`, else `tool_use` when `has_tools`, else `default`).
+    pub fn for_tokenizer(tok: &Tokenizer, name: Option<&str>, has_tools: bool) -> Result<ChatTemplate, TemplateError> {
+        let source = tok.chat_template().ok_or_else(|| {
+            TemplateError::InvalidRequest(
+                "Cannot use chat template functions because tokenizer.chat_template is not set and no template argument was passed!"
+                    .into(),
+            )
+        })?;
+        ChatTemplate::new(select_template(source, name, has_tools)?)
+    }
+}
+
+/// What [`apply_chat_template`] should return besides the text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Encode the prompt (`tokenize=True`).
+    pub tokenize: bool,
+    /// Also return the assistant mask (`return_assistant_tokens_mask=True`; implies `tokenize`).
+    pub return_assistant_tokens_mask: bool,
+}
+
+/// The result of [`apply_chat_template`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The rendered prompt.
+    pub text: String,
+    /// Its token ids (encoded with `add_special_tokens=false`), when asked for.
+    pub ids: Option<Vec<u32>>,
+    /// 1 for every token inside a `{% generation %}` block, else 0, when asked for.
+    pub assistant_masks: Option<Vec<u8>>,
+}
+
+/// Renders `req` with `template` for `tok`, like transformers' `tokenizer.apply_chat_template`.
+///
+/// The tokenizer's special tokens become template variables unless the request already sets them.
+/// With `opts.tokenize` the prompt is encoded with `add_special_tokens=false`, as transformers does.
+/// With `opts.return_assistant_tokens_mask`, each generation span marks the tokens from the one
+/// holding its first character to the one holding its last (transformers' `char_to_token` rule).
+pub fn apply_chat_template(
+    tok: &Tokenizer,
+    template: &ChatTemplate,
+    req: &ChatRequest,
+    opts: ApplyOptions,
+) -> Result<Applied, TemplateError> {
+    if opts.return_assistant_tokens_mask && req.continue_final_message != ContinueFinal::No {
+        return Err(TemplateError::InvalidRequest(
+            "continue_final_message is not compatible with return_assistant_tokens_mask.".into(),
+        ));
+    }
+    let rendered = if req.special_tokens.is_empty() {
+        let mut with_tokens = req.clone();
+        with_tokens.special_tokens = special_token_variables(tok);
+        template.render(&with_tokens)?
+    } else {
+        template.render(req)?
+    };
+    if !(opts.tokenize || opts.return_assistant_tokens_mask) {
+        return Ok(Applied { text: rendered.text, ids: None, assistant_masks: None });
+    }
+    let encoding = tok.encode_with_offsets(&rendered.text, false)?;
+    let masks = opts.return_assistant_tokens_mask.then(|| assistant_mask(&encoding.offsets, &rendered.generation_spans));
+    Ok(Applied { text: rendered.text, ids: Some(encoding.ids), assistant_masks: masks })
+}
+
+/// transformers' loop: for each span, `start = char_to_token(start)`, `end = char_to_token(end - 1)`;
+/// stop at the first span whose start has no token; mark `start..=end`, or to the end of the sequence
+/// when `end` is missing or 0 (Python's `if end_token` is false for token 0).
+pub(crate) fn assistant_mask(offsets: &[(usize, usize)], spans: &[std::ops::Range<usize>]) -> Vec<u8> {
+    let mut mask = vec![0u8; offsets.len()];
+    // The token whose byte range holds byte `b` (special tokens added by the tokenizer have (0, 0)).
+    let byte_to_token = |b: usize| offsets.iter().position(|&(s, e)| s <= b && b < e);
+    for span in spans {
+        let Some(start) = byte_to_token(span.start) else { break };
+        let end = span.end.checked_sub(1).and_then(byte_to_token);
+        let stop = match end {
+            Some(e) if e != 0 => e + 1,
+            _ => mask.len(),
+        };
+        for m in mask.iter_mut().take(stop).skip(start) {
+            *m = 1;
+        }
+    }
+    mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assistant_mask;
+
+    #[test]
+    fn mask_follows_transformers_rule() {
+        // tokens: [0,3) [3,5) [5,9) [9,10)
+        let offsets = [(0, 3), (3, 5), (5, 9), (9, 10)];
+        assert_eq!(assistant_mask(&offsets, &[4..9]), vec![0, 1, 1, 0]);
+        assert_eq!(assistant_mask(&offsets, &[3..4, 9..10]), vec![0, 1, 0, 1]);
+        // A span starting past the last token stops the loop.
+        assert_eq!(assistant_mask(&offsets, &[20..21, 0..1]), vec![0, 0, 0, 0]);
+        // end token 0 (falsy in Python) marks to the end of the sequence.
+        assert_eq!(assistant_mask(&offsets, &[0..1]), vec![1, 1, 1, 1]);
+    }
+}
