@@ -118,6 +118,88 @@ fn string(value: &Value) -> Result<Value, Error> {
     Ok(Value::from(s))
 }
 
+/// Python's `str.splitlines()` (line boundaries: `\n \r \r\n \v \f \x1c-\x1e \x85 \u2028 \u2029`).
+fn py_splitlines(s: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let is_break = matches!(c, '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}');
+        if is_break {
+            lines.push(&s[start..i]);
+            let mut next = i + c.len_utf8();
+            if c == '\r' {
+                if let Some(&(j, '\n')) = chars.peek() {
+                    chars.next();
+                    next = j + 1;
+                }
+            }
+            start = next;
+        }
+    }
+    if start < s.len() {
+        lines.push(&s[start..]);
+    }
+    lines
+}
+
+/// jinja2's `indent(width=4, first=False, blank=False)`, including its quirk of appending a newline
+/// before splitting (so `'{\n'|indent` keeps its newline, where minijinja's drops it).
+fn indent(value: &Value, width: Option<Value>, first: Option<bool>, blank: Option<bool>, kwargs: Kwargs) -> Result<String, Error> {
+    let width = kwargs.get::<Option<Value>>("width")?.or(width);
+    let first = kwargs.get::<Option<bool>>("first")?.or(first).unwrap_or(false);
+    let blank = kwargs.get::<Option<bool>>("blank")?.or(blank).unwrap_or(false);
+    kwargs.assert_all_used()?;
+    let indention = match &width {
+        None => "    ".to_string(),
+        Some(w) if w.kind() == ValueKind::String => w.as_str().unwrap_or_default().to_string(),
+        Some(w) => " ".repeat(w.as_i64().unwrap_or(4).clamp(0, 1024) as usize),
+    };
+    let mut text = String::new();
+    py_str(value, &mut text)?;
+    text.push('\n');
+    let lines = py_splitlines(&text);
+    let mut rv = String::with_capacity(text.len() + lines.len() * indention.len());
+    if blank {
+        for (i, line) in lines.iter().enumerate() {
+            if i > 0 {
+                rv.push('\n');
+                rv.push_str(&indention);
+            }
+            rv.push_str(line);
+        }
+    } else {
+        let mut it = lines.iter();
+        rv.push_str(it.next().copied().unwrap_or_default());
+        let rest: Vec<&&str> = it.collect();
+        if !rest.is_empty() {
+            rv.push('\n');
+            for (i, line) in rest.iter().enumerate() {
+                if i > 0 {
+                    rv.push('\n');
+                }
+                if !line.is_empty() {
+                    rv.push_str(&indention);
+                }
+                rv.push_str(line);
+            }
+        }
+    }
+    if first {
+        rv.insert_str(0, &indention);
+    }
+    Ok(rv)
+}
+
+/// The iterable of every `for` loop passes through here (see [`crate::forloop`]): Python cannot
+/// iterate `None`.
+fn iterable(value: Value) -> Result<Value, Error> {
+    if value.is_none() {
+        return Err(Error::new(ErrorKind::InvalidOperation, "'NoneType' object is not iterable"));
+    }
+    Ok(value)
+}
+
 /// Wraps a `{% generation %}` body in markers; [`crate::generation`] turns them into spans.
 fn generation_marker(body: &str) -> String {
     let mut s = String::with_capacity(body.len() + 6);
@@ -163,6 +245,8 @@ pub(crate) fn environment(limits: &Limits) -> Environment<'static> {
     env.add_function("strftime_now", strftime_now);
     env.add_filter("tojson", tojson);
     env.add_filter("string", string);
+    env.add_filter("indent", indent);
     env.add_filter(GEN_FILTER, generation_marker);
+    env.add_filter(crate::forloop::ITER_FILTER, iterable);
     env
 }

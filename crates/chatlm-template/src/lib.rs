@@ -30,6 +30,7 @@ mod builtin;
 mod clock;
 mod env;
 mod error;
+mod forloop;
 mod generation;
 mod pyfmt;
 mod request;
@@ -120,10 +121,16 @@ impl ChatTemplate {
     pub fn with_limits(source: impl Into<String>, limits: Limits) -> Result<ChatTemplate, TemplateError> {
         let source = source.into();
         let mut env = env::environment(&limits);
-        let rewritten = generation::rewrite(&source);
-        let has_generation = rewritten.is_some();
-        let compiled = rewritten.unwrap_or_else(|| source.clone());
-        env.add_template_owned(TEMPLATE_NAME, compiled).map_err(|e| syntax_error(&e, &source))?;
+        let with_generation = generation::rewrite(&source);
+        let has_generation = with_generation.is_some();
+        let base = with_generation.unwrap_or_else(|| source.clone());
+        let compiled = forloop::rewrite(&base).unwrap_or_else(|| base.clone());
+        if let Err(e) = env.add_template_owned(TEMPLATE_NAME, compiled) {
+            // Report the position in the user's text: recompile without the `for` rewrite (which
+            // shifts columns); the generation rewrite keeps every tag's length.
+            let e = env.add_template_owned(TEMPLATE_NAME, base).err().unwrap_or(e);
+            return Err(syntax_error(&e, &source));
+        }
         Ok(ChatTemplate { env, source, has_generation, limits })
     }
 
