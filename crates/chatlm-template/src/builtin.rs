@@ -2,7 +2,7 @@
 
 /// The ChatML template (`<|im_start|>role\ncontent<|im_end|>\n`), byte-identical to the one
 /// transformers' documentation and many ChatML models (e.g. dolphin-2.5-mixtral) ship.
-pub const CHATML: &str = "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+pub const CHATML: &str = "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 /// The [`CHATML`] template.
 pub fn chatml() -> &'static str {
@@ -23,7 +23,7 @@ pub fn chatml() -> &'static str {
 pub fn chatml_with_tokens(bos: &str, eos: &str) -> String {
     let (b, e) = (jinja_escape(bos), jinja_escape(eos));
     format!(
-        "{{% for message in messages %}}{{{{'{b}' + message['role'] + '\\n' + message['content'] + '{e}' + '\\n'}}}}{{% endfor %}}{{% if add_generation_prompt %}}{{{{ '{b}assistant\\n' }}}}{{% endif %}}"
+        "{{% for message in messages %}}{{{{'{b}' + message['role'] + '\n' + message['content'] + '{e}' + '\n'}}}}{{% endfor %}}{{% if add_generation_prompt %}}{{{{ '{b}assistant\n' }}}}{{% endif %}}"
     )
 }
 
@@ -34,7 +34,6 @@ fn jinja_escape(s: &str) -> String {
         match c {
             '\\' => out.push_str("\\\\"),
             '\'' => out.push_str("\\'"),
-            '\n' => out.push_str("\\n"),
             c => out.push(c),
         }
     }

@@ -66,9 +66,9 @@ pub struct Limits {
 
 impl Default for Limits {
     /// Generous for real conversations (a 10 MB message renders with room to spare; real templates
-    /// use a few thousand fuel per message) while stopping runaway templates within about a second.
+    /// use a few hundred fuel per message) while stopping runaway templates within about a second.
     fn default() -> Limits {
-        Limits { fuel: 50_000_000, max_output_bytes: 256 << 20, recursion: 200 }
+        Limits { fuel: 5_000_000, max_output_bytes: 256 << 20, recursion: 200 }
     }
 }
 
