@@ -2,12 +2,13 @@
 //! template's generation prompt always applied.
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::GenerationConfig;
 use crate::error::GenerateError;
-use crate::generation::{generate, GenerationOutput};
+use crate::generation::{generate_cancellable, GenerationOutput};
 use crate::model::LogitsModel;
 use crate::stream::TextDecoder;
 
@@ -80,6 +81,11 @@ impl<'a, M: LogitsModel, D: TextDecoder, R: PromptRenderer> ChatSession<'a, M, D
         self.system = system;
     }
 
+    /// The current system message.
+    pub fn system(&self) -> Option<&str> {
+        self.system.as_deref()
+    }
+
     /// Forgets the conversation (the system message is kept).
     pub fn reset(&mut self) {
         self.history.clear();
@@ -99,13 +105,24 @@ impl<'a, M: LogitsModel, D: TextDecoder, R: PromptRenderer> ChatSession<'a, M, D
 
     /// Sends a user message, streams the answer to `on_piece`, keeps both in the history.
     pub fn send(&mut self, user: &str, on_piece: impl FnMut(&str)) -> Result<GenerationOutput, GenerateError> {
+        self.send_cancellable(user, &AtomicBool::new(false), on_piece)
+    }
+
+    /// [`send`](Self::send) that stops the answer once `cancel` is set; the partial answer
+    /// is kept in the history (what the user saw).
+    pub fn send_cancellable(
+        &mut self,
+        user: &str,
+        cancel: &AtomicBool,
+        on_piece: impl FnMut(&str),
+    ) -> Result<GenerationOutput, GenerateError> {
         let mut messages = self.messages();
         messages.push(Message::new("user", user));
         let prompt = self
             .renderer
             .render(&messages, self.add_generation_prompt)
             .map_err(|e| GenerateError::Render(Box::new(e)))?;
-        let out = generate(self.model, self.decoder, &prompt, &self.config, &self.stop_ids, on_piece)?;
+        let out = generate_cancellable(self.model, self.decoder, &prompt, &self.config, &self.stop_ids, cancel, on_piece)?;
         self.history.push(Message::new("user", user));
         self.history.push(Message::new("assistant", out.text.clone()));
         Ok(out)

@@ -1,6 +1,7 @@
 //! The generation loop: prefill, then one token per step per sequence, each sequence
 //! stopping on its own (stop id, stop string or length).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -20,6 +21,8 @@ pub enum FinishReason {
     Stop,
     /// The token budget (or the context window) ran out.
     Length,
+    /// The caller's cancel flag was raised (Ctrl-C in `chatlm chat`).
+    Cancelled,
 }
 
 /// Wall-clock figures of one `generate` call.
@@ -76,7 +79,7 @@ fn decode_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> GenerateErr
 /// # struct Echo; // always predicts token 1, then stop id 2
 /// # impl LogitsModel for Echo { type Error = std::io::Error;
 /// #   fn vocab_size(&self) -> usize { 3 } fn context_window(&self) -> usize { 16 }
-/// #   fn reset(&mut self, _: usize) -> Result<(), Self::Error> { Ok(()) }
+/// #   fn reset(&mut self, _: usize, _: usize) -> Result<(), Self::Error> { Ok(()) }
 /// #   fn forward(&mut self, t: &[Vec<u32>], _: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, Self::Error> {
 /// #     Ok(t.iter().map(|r| if r[r.len()-1] == 1 { vec![0.,0.,1.] } else { vec![0.,1.,0.] }).collect()) } }
 /// # struct Letters; impl TextDecoder for Letters { type Error = std::io::Error;
@@ -92,9 +95,24 @@ pub fn generate<M: LogitsModel, D: TextDecoder>(
     prompt: &[u32],
     config: &GenerationConfig,
     stop_ids: &[u32],
+    on_piece: impl FnMut(&str),
+) -> Result<GenerationOutput, GenerateError> {
+    generate_cancellable(model, decoder, prompt, config, stop_ids, &AtomicBool::new(false), on_piece)
+}
+
+/// [`generate`] that ends early, with [`FinishReason::Cancelled`], once `cancel` is set
+/// (checked before every decoding step; the text produced so far is returned).
+pub fn generate_cancellable<M: LogitsModel, D: TextDecoder>(
+    model: &mut M,
+    decoder: &D,
+    prompt: &[u32],
+    config: &GenerationConfig,
+    stop_ids: &[u32],
+    cancel: &AtomicBool,
     mut on_piece: impl FnMut(&str),
 ) -> Result<GenerationOutput, GenerateError> {
-    let mut outs = generate_batch(model, decoder, &[prompt.to_vec()], config, stop_ids, |_, p| on_piece(p))?;
+    let mut outs =
+        generate_batch_cancellable(model, decoder, &[prompt.to_vec()], config, stop_ids, cancel, |_, p| on_piece(p))?;
     outs.pop().ok_or(GenerateError::EmptyPrompt { index: 0 })
 }
 
@@ -107,6 +125,20 @@ pub fn generate_batch<M: LogitsModel, D: TextDecoder>(
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
     stop_ids: &[u32],
+    on_piece: impl FnMut(usize, &str),
+) -> Result<Vec<GenerationOutput>, GenerateError> {
+    generate_batch_cancellable(model, decoder, prompts, config, stop_ids, &AtomicBool::new(false), on_piece)
+}
+
+/// [`generate_batch`] that ends every unfinished sequence with [`FinishReason::Cancelled`]
+/// once `cancel` is set.
+pub fn generate_batch_cancellable<M: LogitsModel, D: TextDecoder>(
+    model: &mut M,
+    decoder: &D,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    stop_ids: &[u32],
+    cancel: &AtomicBool,
     mut on_piece: impl FnMut(usize, &str),
 ) -> Result<Vec<GenerationOutput>, GenerateError> {
     config.validate()?;
@@ -153,7 +185,10 @@ pub fn generate_batch<M: LogitsModel, D: TextDecoder>(
         .unzip();
 
     let mut sampler = Sampler::new(config.seed);
-    model.reset(prompts.len()).map_err(model_err)?;
+    let max_budget = seqs.iter().map(|s| s.budget).max().unwrap_or(0);
+    // The last sampled token is never fed back, hence no +1: the cache holds at most
+    // the padded prompt and `budget - 1` generated tokens; the extra slot is slack.
+    model.reset(prompts.len(), (longest + max_budget).min(window)).map_err(model_err)?;
     let t0 = Instant::now();
     let mut logits = model.forward(&tokens, &mask).map_err(model_err)?;
     let prefill_s = t0.elapsed().as_secs_f64();
@@ -183,6 +218,13 @@ pub fn generate_batch<M: LogitsModel, D: TextDecoder>(
             advance(seq, decoder, id, stop_ids, &mut |p| on_piece(i, p))?;
         }
         if seqs.iter().all(|s| s.finished.is_some()) {
+            break;
+        }
+        if cancel.load(Ordering::Relaxed) {
+            for (i, seq) in seqs.iter_mut().enumerate().filter(|(_, s)| s.finished.is_none()) {
+                seq.finished = Some(FinishReason::Cancelled);
+                flush(seq, decoder, &mut |p| on_piece(i, p))?;
+            }
             break;
         }
         let step: Vec<Vec<u32>> = next.into_iter().map(|id| vec![id]).collect();
@@ -229,17 +271,11 @@ fn advance<D: TextDecoder>(
     on_piece: &mut dyn FnMut(&str),
 ) -> Result<(), GenerateError> {
     let generated = seq.context.len() - seq.prompt_len;
-    let mut emit = |seq: &mut Sequence, text: &str| {
-        if !text.is_empty() {
-            seq.emitted.push_str(text);
-            on_piece(text);
-        }
-    };
     if stop_ids.contains(&id) {
         seq.finished = Some(FinishReason::Stop);
     } else if let Some(piece) = seq.stream.step(decoder, id).map_err(decode_err)? {
         let released = seq.matcher.push(&piece);
-        emit(seq, &released.text);
+        emit(seq, &released.text, on_piece);
         if released.stopped {
             seq.finished = Some(FinishReason::Stop);
             return Ok(());
@@ -249,17 +285,29 @@ fn advance<D: TextDecoder>(
         seq.finished = Some(FinishReason::Length);
     }
     if seq.finished.is_some() {
-        // Text held by the incremental decoder (a trailing incomplete character) or by
-        // the stop-string matcher is final now.
-        let full = decoder.decode_ids(seq.stream.ids(), seq.stream_skip()).map_err(decode_err)?;
-        let sent_to_matcher = seq.emitted.len() + seq.matcher.held_len();
-        let rest = full.get(sent_to_matcher..).unwrap_or("").to_string();
-        let released = seq.matcher.push(&rest);
-        emit(seq, &released.text);
-        if !released.stopped {
-            let tail = seq.matcher.finish();
-            emit(seq, &tail);
-        }
+        flush(seq, decoder, on_piece)?;
+    }
+    Ok(())
+}
+
+fn emit(seq: &mut Sequence, text: &str, on_piece: &mut dyn FnMut(&str)) {
+    if !text.is_empty() {
+        seq.emitted.push_str(text);
+        on_piece(text);
+    }
+}
+
+/// Releases what a finished sequence still holds: a trailing incomplete character in the
+/// incremental decoder, or a partial stop-string match that is now known not to complete.
+fn flush<D: TextDecoder>(seq: &mut Sequence, decoder: &D, on_piece: &mut dyn FnMut(&str)) -> Result<(), GenerateError> {
+    let full = decoder.decode_ids(seq.stream.ids(), seq.stream_skip()).map_err(decode_err)?;
+    let sent_to_matcher = seq.emitted.len() + seq.matcher.held_len();
+    let rest = full.get(sent_to_matcher..).unwrap_or("").to_string();
+    let released = seq.matcher.push(&rest);
+    emit(seq, &released.text, on_piece);
+    if !released.stopped {
+        let tail = seq.matcher.finish();
+        emit(seq, &tail, on_piece);
     }
     Ok(())
 }

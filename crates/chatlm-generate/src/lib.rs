@@ -20,7 +20,9 @@ pub mod stream;
 pub use chat::{ChatSession, ChatWarning, Message, PromptRenderer};
 pub use config::GenerationConfig;
 pub use error::GenerateError;
-pub use generation::{generate, generate_batch, FinishReason, GenerationOutput, Timings};
+pub use generation::{
+    generate, generate_batch, generate_batch_cancellable, generate_cancellable, FinishReason, GenerationOutput, Timings,
+};
 pub use model::LogitsModel;
 pub use sampler::Sampler;
 pub use stop::{Released, StopStringMatcher};

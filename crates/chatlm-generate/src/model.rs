@@ -16,8 +16,10 @@ pub trait LogitsModel {
     /// Longest sequence (prompt + generated) the model can attend over.
     fn context_window(&self) -> usize;
 
-    /// Drops every cached sequence and prepares `batch_size` empty ones.
-    fn reset(&mut self, batch_size: usize) -> Result<(), Self::Error>;
+    /// Drops every cached sequence and prepares `batch_size` empty ones that will hold at
+    /// most `max_len` tokens each (left padding included; never more than
+    /// [`context_window`](LogitsModel::context_window)), so a KV cache can be sized once.
+    fn reset(&mut self, batch_size: usize, max_len: usize) -> Result<(), Self::Error>;
 
     /// Appends `tokens[i]` to sequence `i` (all rows the same length) and returns the
     /// logits at each sequence's last position. `attention_mask[i][j]` is 0 for a

@@ -2,7 +2,11 @@
 
 mod common;
 
-use chatlm_generate::{generate, generate_batch, FinishReason, GenerateError, GenerationConfig, Sampler};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chatlm_generate::{
+    generate, generate_batch, generate_cancellable, FinishReason, GenerateError, GenerationConfig, Sampler,
+};
 use common::{hash_logits, HashModel, PieceDecoder, ScriptModel};
 
 fn digits() -> PieceDecoder {
@@ -160,4 +164,37 @@ fn generation_config_json_defaults_and_precedence() {
     let err = GenerationConfig::from_file(&bad).unwrap_err();
     assert!(err.to_string().contains("bad.json"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cache_is_sized_to_the_padded_prompt_and_budget() {
+    let cfg = GenerationConfig { max_new_tokens: Some(5), ..Default::default() };
+    let mut m = HashModel::new(64, 128);
+    let prompts = vec![vec![1, 2, 3], vec![4]];
+    let out = generate_batch(&mut m, &digits(), &prompts, &cfg, &[], |_, _| {}).unwrap();
+    assert_eq!(m.max_len, 3 + 5);
+    assert!(out.iter().all(|o| o.ids.len() == 5));
+    // Capped at the window when the budget would overflow it.
+    let mut m = HashModel::new(64, 8);
+    generate(&mut m, &digits(), &[1; 6], &cfg, &[], |_| {}).unwrap();
+    assert_eq!(m.max_len, 8);
+}
+
+#[test]
+fn cancel_flag_ends_generation_with_the_text_so_far() {
+    let cfg = GenerationConfig { max_new_tokens: Some(50), ..Default::default() };
+    let cancel = AtomicBool::new(false);
+    let mut m = HashModel::new(64, 128);
+    let mut pieces = Vec::new();
+    let out = generate_cancellable(&mut m, &digits(), &[1, 2], &cfg, &[], &cancel, |p| {
+        pieces.push(p.to_string());
+        if pieces.len() == 3 {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    })
+    .unwrap();
+    assert_eq!((out.ids.len(), out.finish_reason), (3, FinishReason::Cancelled));
+    assert_eq!(pieces.concat(), out.text);
+    assert_eq!(m.forwards, 3, "no forward pass after the flag was seen");
+    assert_eq!(serde_json::to_string(&out.finish_reason).unwrap(), "\"cancelled\"");
 }

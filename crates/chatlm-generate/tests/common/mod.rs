@@ -19,11 +19,15 @@ pub struct HashModel {
     /// Unmasked tokens per sequence.
     pub seqs: Vec<Vec<u32>>,
     pub forwards: usize,
+    /// `max_len` of the last `reset`: forwards beyond it fail, like a sized KV cache.
+    pub max_len: usize,
+    /// Cache slots used per sequence (padding included).
+    pub slots: Vec<usize>,
 }
 
 impl HashModel {
     pub fn new(vocab: usize, window: usize) -> Self {
-        Self { vocab, window, seqs: Vec::new(), forwards: 0 }
+        Self { vocab, window, seqs: Vec::new(), forwards: 0, max_len: 0, slots: Vec::new() }
     }
 }
 
@@ -48,8 +52,13 @@ impl LogitsModel for HashModel {
     fn context_window(&self) -> usize {
         self.window
     }
-    fn reset(&mut self, batch_size: usize) -> Result<(), FakeError> {
+    fn reset(&mut self, batch_size: usize, max_len: usize) -> Result<(), FakeError> {
+        if max_len > self.window {
+            return Err(FakeError(format!("reset for {max_len} tokens, window is {}", self.window)));
+        }
         self.seqs = vec![Vec::new(); batch_size];
+        self.slots = vec![0; batch_size];
+        self.max_len = max_len;
         Ok(())
     }
     fn forward(&mut self, tokens: &[Vec<u32>], mask: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, FakeError> {
@@ -58,15 +67,18 @@ impl LogitsModel for HashModel {
             return Err(FakeError(format!("batch {} != {}", tokens.len(), self.seqs.len())));
         }
         let mut out = Vec::new();
-        for ((seq, t), m) in self.seqs.iter_mut().zip(tokens).zip(mask) {
+        let max_len = self.max_len;
+        for (((seq, t), m), slots) in self.seqs.iter_mut().zip(tokens).zip(mask).zip(self.slots.iter_mut()) {
             // Left padding only: once a real token was seen, no masked ones may follow.
             let first_real = m.iter().position(|&b| b == 1).unwrap_or(m.len());
             if m[first_real..].contains(&0) || (!seq.is_empty() && first_real != 0) {
                 return Err(FakeError("padding must be on the left of the prompt".into()));
             }
+            // Padding slots count against the cache like real ones.
+            *slots += t.len();
             seq.extend(t.iter().zip(m).filter(|(_, &b)| b == 1).map(|(&id, _)| id));
-            if seq.len() > self.window {
-                return Err(FakeError("context window exceeded".into()));
+            if seq.len() > self.window || *slots > max_len {
+                return Err(FakeError(format!("cache of {max_len} slots exceeded")));
             }
             out.push(hash_logits(seq, self.vocab));
         }
@@ -96,7 +108,7 @@ impl LogitsModel for ScriptModel {
     fn context_window(&self) -> usize {
         4096
     }
-    fn reset(&mut self, batch_size: usize) -> Result<(), FakeError> {
+    fn reset(&mut self, batch_size: usize, _max_len: usize) -> Result<(), FakeError> {
         self.pos = vec![0; batch_size];
         Ok(())
     }
