@@ -47,7 +47,7 @@ pub use builtin::{chatml, chatml_with_tokens, CHATML};
 pub use clock::DateTime;
 pub use error::TemplateError;
 pub use request::{ChatRequest, ContinueFinal};
-pub use select::{recognise, select_template, template_names};
+pub use select::{recognise, select_template, template_names, TemplateText};
 pub use tokenize::{apply_chat_template, special_token_variables, ApplyOptions, Applied};
 
 /// Resource bounds of one render. Templates come from model repositories and are untrusted: a

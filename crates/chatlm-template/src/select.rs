@@ -89,6 +89,38 @@ const FAMILIES: &[(&str, &[&str])] = &[
     ("vicuna", &["USER:", "ASSISTANT:"]),
 ];
 
+/// Something a template family can be read from: template text (`str`, `String`) or a tokenizer's
+/// [`ChatTemplateSource`] (its default template, else its first named one).
+pub trait TemplateText {
+    /// The template text to inspect.
+    fn template_text(&self) -> Option<&str>;
+}
+
+impl TemplateText for str {
+    fn template_text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl TemplateText for String {
+    fn template_text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl TemplateText for ChatTemplateSource {
+    fn template_text(&self) -> Option<&str> {
+        match self {
+            ChatTemplateSource::Single(t) => Some(t),
+            ChatTemplateSource::Named(list) => list
+                .iter()
+                .find(|(n, _)| n == "default")
+                .or_else(|| list.first())
+                .map(|(_, t)| t.as_str()),
+        }
+    }
+}
+
 /// Names the family of a template from its distinctive markers (`"llama3"`, `"llama2"`, `"mistral"`,
 /// `"chatml"`, `"smollm2"`, `"qwen"`, `"phi3"`, `"phi4"`, `"gemma"`, `"zephyr"`, `"deepseek"`,
 /// `"command-r"`, `"granite"`, `"gpt-oss"`, `"chatglm"`, `"openchat"`, `"vicuna"`), or `None`.
@@ -96,8 +128,11 @@ const FAMILIES: &[(&str, &[&str])] = &[
 /// ```
 /// assert_eq!(chatlm_template::recognise(chatlm_template::CHATML), Some("chatml"));
 /// assert_eq!(chatlm_template::recognise("{{ messages }}"), None);
+/// let named = chatlm_tokenizer::ChatTemplateSource::Single("<start_of_turn>user".into());
+/// assert_eq!(chatlm_template::recognise(&named), Some("gemma"));
 /// ```
-pub fn recognise(template_source: &str) -> Option<&'static str> {
+pub fn recognise<T: TemplateText + ?Sized>(template: &T) -> Option<&'static str> {
+    let template_source = template.template_text()?;
     FAMILIES
         .iter()
         .find(|(_, markers)| markers.iter().all(|m| template_source.contains(m)))

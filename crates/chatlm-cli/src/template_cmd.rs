@@ -1,0 +1,340 @@
+//! `chatlm template`: messages → prompt, like `tokenizer.apply_chat_template`.
+//!
+//! One conversation from files (`--messages FILE|-`), or a stream of JSON request lines
+//! (`--jsonl`) answered line by line; a bad line gets an `{"error": ...}` line and never stops the
+//! others. Tokenizers and compiled templates are cached across lines, so a stream renders at full
+//! speed.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use chatlm_template::{
+    apply_chat_template, select_template, special_token_variables, ApplyOptions, ChatRequest, ChatTemplate,
+    ContinueFinal, DateTime, TemplateError,
+};
+use chatlm_tokenizer::{ChatTemplateSource, Tokenizer};
+use clap::Args;
+use serde_json::{json, Map, Value};
+
+#[derive(Args)]
+pub struct TemplateArgs {
+    /// Tokenizer whose chat template and special tokens are used: a model directory, a
+    /// tokenizer.json or a GGUF file. In `--jsonl` mode, the default for lines without "tokenizer".
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// The conversation: a JSON file holding a list of messages (or `{"messages": [...]}`); `-` reads stdin.
+    #[arg(long, required_unless_present = "jsonl")]
+    messages: Option<String>,
+    /// Append the assistant header so the model answers (`add_generation_prompt=True`).
+    #[arg(long)]
+    add_generation_prompt: bool,
+    /// Leave the final message open for the model to continue (`continue_final_message=True`).
+    #[arg(long)]
+    continue_final_message: bool,
+    /// Tool JSON schemas: a JSON file with a list.
+    #[arg(long)]
+    tools: Option<PathBuf>,
+    /// RAG documents: a JSON file with a list of {"title", "text"}.
+    #[arg(long)]
+    documents: Option<PathBuf>,
+    /// Print the token ids (as a JSON array) instead of the text; no second BOS is added.
+    #[arg(long)]
+    tokenize: bool,
+    /// Use this Jinja template file instead of the tokenizer's template.
+    #[arg(long)]
+    template: Option<PathBuf>,
+    /// Pick one of the tokenizer's named templates (e.g. `tool_use`).
+    #[arg(long)]
+    template_name: Option<String>,
+    /// Extra template variable, `KEY=JSON` (e.g. `enable_thinking=false`); a value that is not JSON is a string.
+    #[arg(long = "kwarg", value_name = "KEY=JSON")]
+    kwargs: Vec<String>,
+    /// Fix the clock `strftime_now` reads, `YYYY-MM-DDTHH:MM:SS` (default: now, UTC).
+    #[arg(long)]
+    now: Option<String>,
+    /// Read request lines from stdin and write one JSON result line each.
+    #[arg(long, conflicts_with_all = ["messages", "tools", "documents", "continue_final_message", "add_generation_prompt"])]
+    jsonl: bool,
+}
+
+pub fn run(args: TemplateArgs) -> Result<()> {
+    if args.jsonl {
+        return run_jsonl(&args);
+    }
+    let tokenizer = args.tokenizer.as_deref().map(load_tokenizer).transpose()?;
+    let messages_arg = args.messages.as_deref().unwrap_or("-");
+    let messages = match read_json(messages_arg)? {
+        Value::Array(list) => list,
+        Value::Object(mut o) => match o.remove("messages") {
+            Some(Value::Array(list)) => list,
+            _ => bail!("{messages_arg}: expected a JSON list of messages (or {{\"messages\": [...]}})"),
+        },
+        _ => bail!("{messages_arg}: expected a JSON list of messages (or {{\"messages\": [...]}})"),
+    };
+    let mut req = ChatRequest::new(messages);
+    req.add_generation_prompt = args.add_generation_prompt;
+    if args.continue_final_message {
+        req.continue_final_message = ContinueFinal::Content;
+    }
+    req.tools = args.tools.as_ref().map(|p| read_json_list(p)).transpose()?;
+    req.documents = args.documents.as_ref().map(|p| read_json_list(p)).transpose()?;
+    for kv in &args.kwargs {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--kwarg {kv:?}: expected KEY=JSON"))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        req.kwargs.insert(k.to_string(), value);
+    }
+    req.now = parse_now(args.now.as_deref())?;
+    if let Some(tok) = &tokenizer {
+        req.special_tokens = special_token_variables(tok);
+    }
+    let template = match (&args.template, &tokenizer) {
+        (Some(path), _) => ChatTemplate::from_file(path)?,
+        (None, Some(tok)) => {
+            let source = tok.chat_template().with_context(|| {
+                format!(
+                    "{}: the tokenizer has no chat template; pass one with --template FILE",
+                    args.tokenizer.as_deref().unwrap_or(Path::new("?")).display()
+                )
+            })?;
+            let text = select_template(source, args.template_name.as_deref(), req.tools.is_some())?;
+            ChatTemplate::new(text).context("the tokenizer's chat template does not compile")?
+        }
+        (None, None) => bail!("give --tokenizer PATH or --template FILE"),
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.tokenize {
+        let tok = tokenizer.as_ref().context("--tokenize needs --tokenizer")?;
+        let applied = apply_chat_template(tok, &template, &req, ApplyOptions { tokenize: true, ..Default::default() })?;
+        serde_json::to_writer(&mut out, &applied.ids.unwrap_or_default())?;
+    } else {
+        out.write_all(template.render(&req)?.text.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    Tokenizer::from_pretrained(path).with_context(|| format!("cannot load tokenizer from {}", path.display()))
+}
+
+fn read_json(path: &str) -> Result<Value> {
+    let text = if path == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading messages from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{path}: not valid JSON"))
+}
+
+fn read_json_list(path: &Path) -> Result<Vec<Value>> {
+    match read_json(&path.to_string_lossy())? {
+        Value::Array(list) => Ok(list),
+        _ => bail!("{}: expected a JSON list", path.display()),
+    }
+}
+
+fn parse_now(now: Option<&str>) -> Result<Option<DateTime>> {
+    now.map(|s| DateTime::parse(s).with_context(|| format!("--now {s:?}: expected YYYY-MM-DDTHH:MM:SS")))
+        .transpose()
+}
+
+/// A failed line: `kind` is `raise_exception`, `invalid_request` or `render`.
+struct LineError {
+    kind: &'static str,
+    message: String,
+}
+
+impl From<TemplateError> for LineError {
+    fn from(e: TemplateError) -> LineError {
+        let message = match &e {
+            TemplateError::Raised { message } => message.clone(),
+            other => other.to_string(),
+        };
+        LineError { kind: e.kind(), message }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> LineError {
+    LineError { kind: "invalid_request", message: message.into() }
+}
+
+/// Caches shared by all lines of a stream.
+struct Session {
+    default_tokenizer: Option<PathBuf>,
+    default_template: Option<Arc<ChatTemplate>>,
+    tokenizers: HashMap<PathBuf, Arc<Tokenizer>>,
+    templates: HashMap<String, Arc<ChatTemplate>>,
+}
+
+impl Session {
+    fn tokenizer(&mut self, path: &Path) -> Result<Arc<Tokenizer>, LineError> {
+        if let Some(t) = self.tokenizers.get(path) {
+            return Ok(t.clone());
+        }
+        let tok = Arc::new(
+            Tokenizer::from_pretrained(path)
+                .map_err(|e| invalid(format!("cannot load tokenizer from {}: {e}", path.display())))?,
+        );
+        self.tokenizers.insert(path.to_path_buf(), tok.clone());
+        Ok(tok)
+    }
+
+    fn template(&mut self, source: &str) -> Result<Arc<ChatTemplate>, LineError> {
+        if let Some(t) = self.templates.get(source) {
+            return Ok(t.clone());
+        }
+        // Untrusted streams could send endless distinct templates: keep the cache bounded.
+        if self.templates.len() >= 256 {
+            self.templates.clear();
+        }
+        let t = Arc::new(ChatTemplate::new(source)?);
+        self.templates.insert(source.to_string(), t.clone());
+        Ok(t)
+    }
+
+    fn answer(&mut self, line: &str) -> Result<Value, LineError> {
+        let req: Value = serde_json::from_str(line).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+        let Value::Object(mut obj) = req else {
+            return Err(invalid("a request line must be a JSON object"));
+        };
+        let tok_path = match obj.get("tokenizer") {
+            Some(Value::String(p)) => Some(PathBuf::from(p)),
+            Some(Value::Null) | None => self.default_tokenizer.clone(),
+            Some(_) => return Err(invalid("\"tokenizer\" must be a path string")),
+        };
+        let tokenizer = tok_path.as_deref().map(|p| self.tokenizer(p)).transpose()?;
+        let request = build_request(&mut obj, tokenizer.as_deref())?;
+        let flag = |name: &str| -> Result<bool, LineError> {
+            match obj.get(name) {
+                None | Some(Value::Null) => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(_) => Err(invalid(format!("\"{name}\" must be a boolean"))),
+            }
+        };
+        let (tokenize, masks) = (flag("tokenize")?, flag("return_assistant_tokens_mask")?);
+        let has_tools = request.tools.is_some();
+        let template = match obj.get("chat_template") {
+            Some(Value::String(s)) => self.template(s)?,
+            Some(Value::Array(_)) => {
+                let source = named_templates(&obj["chat_template"])?;
+                let text = select_template(&source, None, has_tools)?.to_string();
+                self.template(&text)?
+            }
+            Some(Value::Null) | None => match (&self.default_template, &tokenizer) {
+                (Some(t), _) => t.clone(),
+                (None, Some(tok)) => {
+                    let source = tok.chat_template().ok_or_else(|| invalid("the tokenizer has no chat template"))?;
+                    let text = select_template(source, None, has_tools)?.to_string();
+                    self.template(&text)?
+                }
+                (None, None) => return Err(invalid("no \"chat_template\", no \"tokenizer\" and no --tokenizer/--template")),
+            },
+            Some(_) => return Err(invalid("\"chat_template\" must be a string or a list of {name, template}")),
+        };
+        if !(tokenize || masks) {
+            return Ok(json!({ "text": template.render(&request)?.text }));
+        }
+        let tok = tokenizer.ok_or_else(|| invalid("\"tokenize\" needs a \"tokenizer\" (or --tokenizer)"))?;
+        let applied = apply_chat_template(
+            &tok,
+            &template,
+            &request,
+            ApplyOptions { tokenize: true, return_assistant_tokens_mask: masks },
+        )?;
+        let mut out = Map::new();
+        out.insert("text".into(), Value::String(applied.text));
+        out.insert("ids".into(), json!(applied.ids.unwrap_or_default()));
+        if let Some(m) = applied.assistant_masks {
+            out.insert("assistant_masks".into(), json!(m));
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+fn named_templates(v: &Value) -> Result<ChatTemplateSource, LineError> {
+    let mut list = Vec::new();
+    for item in v.as_array().into_iter().flatten() {
+        match (item.get("name").and_then(Value::as_str), item.get("template").and_then(Value::as_str)) {
+            (Some(n), Some(t)) => list.push((n.to_string(), t.to_string())),
+            _ => return Err(invalid("each named chat_template needs string \"name\" and \"template\"")),
+        }
+    }
+    Ok(ChatTemplateSource::Named(list))
+}
+
+fn build_request(obj: &mut Map<String, Value>, tokenizer: Option<&Tokenizer>) -> Result<ChatRequest, LineError> {
+    let list = |obj: &mut Map<String, Value>, name: &str| -> Result<Option<Vec<Value>>, LineError> {
+        match obj.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(l)) => Ok(Some(l)),
+            Some(_) => Err(invalid(format!("\"{name}\" must be a list"))),
+        }
+    };
+    let messages = list(obj, "messages")?.ok_or_else(|| invalid("\"messages\" (a list) is required"))?;
+    let mut req = ChatRequest::new(messages);
+    req.tools = list(obj, "tools")?;
+    req.documents = list(obj, "documents")?;
+    req.add_generation_prompt = match obj.get("add_generation_prompt") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("\"add_generation_prompt\" must be a boolean")),
+    };
+    req.continue_final_message = match obj.get("continue_final_message") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => ContinueFinal::No,
+        Some(Value::Bool(true)) => ContinueFinal::Content,
+        Some(Value::String(f)) => ContinueFinal::Field(f.clone()),
+        Some(_) => return Err(invalid("\"continue_final_message\" must be a boolean or a field name")),
+    };
+    req.special_tokens = match obj.remove("special_tokens") {
+        Some(Value::Object(m)) => m,
+        None | Some(Value::Null) => tokenizer.map(special_token_variables).unwrap_or_default(),
+        Some(_) => return Err(invalid("\"special_tokens\" must be an object")),
+    };
+    req.kwargs = match obj.remove("kwargs") {
+        Some(Value::Object(m)) => m,
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return Err(invalid("\"kwargs\" must be an object")),
+    };
+    req.now = match obj.get("now") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(DateTime::parse(s).ok_or_else(|| invalid(format!("\"now\" {s:?}: expected YYYY-MM-DDTHH:MM:SS")))?)
+        }
+        Some(_) => return Err(invalid("\"now\" must be a string")),
+    };
+    Ok(req)
+}
+
+fn run_jsonl(args: &TemplateArgs) -> Result<()> {
+    let default_template = args.template.as_ref().map(ChatTemplate::from_file).transpose()?.map(Arc::new);
+    let mut session = Session {
+        default_tokenizer: args.tokenizer.clone(),
+        default_template,
+        tokenizers: HashMap::new(),
+        templates: HashMap::new(),
+    };
+    if let Some(path) = &args.tokenizer {
+        // Fail early and clearly on a bad default tokenizer rather than on every line.
+        session.tokenizer(path).map_err(|e| anyhow::anyhow!(e.message))?;
+    }
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for line in stdin.lock().lines() {
+        let line = line.context("reading request lines from stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = session.answer(&line).unwrap_or_else(|e| json!({"error": {"kind": e.kind, "message": e.message}}));
+        serde_json::to_writer(&mut out, &answer)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
