@@ -11,12 +11,12 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 use crate::config::{Architecture, ModelConfig, RopeScaling, SUPPORTED_ARCHITECTURES};
 use crate::error::{ModelError, Result};
-use crate::linear::quantize_matrix;
+use crate::linear::{quantize_matrix, Weight};
 use crate::load::LoadOptions;
 use crate::model::Model;
 use crate::weights::{LoadContext, TensorSource};
@@ -297,15 +297,19 @@ impl TensorSource for GgufSource {
     }
 
     /// Quantized matrices stay in their blocks (rows moved as raw bytes where llama.cpp
-    /// permuted them); float ones take the in-situ quantization path like safetensors.
-    fn load_matrix(&self, name: &str, expected: &[usize], ctx: &LoadContext) -> Result<QMatMul> {
+    /// permuted them), and so do f16 ones unless a quantization was asked for; f32/bf16 ones
+    /// take the in-situ quantization path like safetensors.
+    fn load_matrix(&self, name: &str, expected: &[usize], ctx: &LoadContext) -> Result<Weight> {
         self.check_shape(name, expected)?;
         let gguf = gguf_name(name).ok_or_else(|| ModelError::MissingTensor {
             name: name.to_string(),
             source_desc: self.describe(),
         })?;
         let raw = self.load_raw(&gguf, &ctx.device)?;
-        let is_float = matches!(raw.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        // f16 blocks go to the f16 kernel as they are (half the memory of an f32 expansion);
+        // only with f32 compute, the precision that kernel produces.
+        let keep_f16 = raw.dtype() == GgmlDType::F16 && ctx.quantize.is_none() && ctx.dtype == candle_core::DType::F32;
+        let is_float = !keep_f16 && matches!(raw.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
         if ctx.dequantize || is_float {
             let quantize = if ctx.dequantize { None } else { ctx.quantize };
             return quantize_matrix(self.load_f32(name, &ctx.device)?, quantize, ctx.dtype);
@@ -314,7 +318,7 @@ impl TensorSource for GgufSource {
             Some(heads) => unpermute_quantized_rows(&raw, heads, &ctx.device)?,
             None => raw,
         };
-        Ok(QMatMul::from_qtensor(raw)?)
+        Weight::from_qtensor(raw)
     }
 }
 

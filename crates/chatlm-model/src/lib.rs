@@ -36,6 +36,7 @@ mod config;
 mod download;
 mod error;
 mod gguf;
+pub mod kernels;
 mod layers;
 mod linear;
 mod load;

@@ -3,7 +3,10 @@
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor, D};
 
-use crate::error::Result;
+use std::sync::Arc;
+
+use crate::error::{ModelError, Result};
+use crate::kernels::{self, BlockFormat, Isa, MatMulKernels, QMatrix};
 
 /// Block formats weights can be quantized to while loading (`--quantize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,42 +39,86 @@ impl std::str::FromStr for Quantization {
     }
 }
 
+/// A weight matrix `(out, in)`: GGUF blocks multiplied by our kernels, or a candle operand
+/// (dense tensors, and block formats this CPU has no kernel of ours for).
+#[derive(Debug, Clone)]
+pub(crate) enum Weight {
+    /// Dense (f32/bf16/f16 compute) or candle-quantized.
+    Candle(QMatMul),
+    /// Rows of GGUF blocks for [`crate::kernels`].
+    Blocks(Arc<QMatrix>),
+}
+
+impl Weight {
+    /// Our kernels' matrix when this CPU has a kernel for the format, else candle's operand.
+    pub(crate) fn from_qtensor(q: QTensor) -> Result<Self> {
+        let format = BlockFormat::from_ggml(q.dtype()).filter(|&f| Isa::detect().has_kernel(f));
+        match (format, q.shape().dims()) {
+            (Some(format), &[rows, cols]) => {
+                let data = q.data()?.into_owned();
+                drop(q);
+                let matrix = QMatrix::new(format, rows, cols, data)
+                    .map_err(|e| ModelError::InvalidInput(format!("weight blocks: {e}")))?;
+                Ok(Self::Blocks(Arc::new(matrix)))
+            }
+            _ => Ok(Self::Candle(QMatMul::from_qtensor(q)?)),
+        }
+    }
+
+    /// Bytes the weight occupies.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Self::Candle(QMatMul::QTensor(q)) => q.storage_size_in_bytes(),
+            Self::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.elem_count() * t.dtype().size_in_bytes(),
+            Self::Blocks(m) => m.data().len(),
+        }
+    }
+
+    /// Rows `ids` as f32, shape `(ids.len(), in)`: an embedding lookup.
+    pub(crate) fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Candle(w) => Ok(w.embedding(ids)?),
+            Self::Blocks(m) => {
+                let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+                let cols = m.cols();
+                let mut out = vec![0.0f32; ids.len() * cols];
+                for (row, &id) in out.chunks_exact_mut(cols).zip(&ids) {
+                    m.dequantize_row_into(id as usize, row);
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), cols), &candle_core::Device::Cpu)?)
+            }
+        }
+    }
+}
+
 /// Quantizes an f32 `(out, in)` matrix to `target`, or keeps it dense in `dtype` when `target`
 /// is `None`.
 ///
 /// A row length that is not a multiple of the target's block falls back to Q8_0 (blocks of
 /// 32), and to dense when even that does not fit: llama.cpp's converter does the same.
-pub(crate) fn quantize_matrix(weight: Tensor, target: Option<Quantization>, dtype: DType) -> Result<QMatMul> {
+pub(crate) fn quantize_matrix(weight: Tensor, target: Option<Quantization>, dtype: DType) -> Result<Weight> {
     let Some(target) = target else {
-        return Ok(QMatMul::Tensor(weight.to_dtype(dtype)?));
+        return Ok(Weight::Candle(QMatMul::Tensor(weight.to_dtype(dtype)?)));
     };
     let row = weight.dim(D::Minus1)?;
     let block_format = [target.ggml(), GgmlDType::Q8_0]
         .into_iter()
         .find(|d| row % d.block_size() == 0);
-    Ok(match block_format {
-        Some(format) => QMatMul::from_qtensor(QTensor::quantize(&weight, format)?)?,
-        None => QMatMul::Tensor(weight.to_dtype(dtype)?),
-    })
-}
-
-/// Bytes a weight occupies.
-pub(crate) fn weight_bytes(weight: &QMatMul) -> usize {
-    match weight {
-        QMatMul::QTensor(q) => q.storage_size_in_bytes(),
-        QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.elem_count() * t.dtype().size_in_bytes(),
+    match block_format {
+        Some(format) => Weight::from_qtensor(QTensor::quantize(&weight, format)?),
+        None => Ok(Weight::Candle(QMatMul::Tensor(weight.to_dtype(dtype)?))),
     }
 }
 
 /// `y = x Wᵀ + b` with `W` of shape `(out, in)`, dense or quantized.
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
-    weight: QMatMul,
+    weight: Weight,
     bias: Option<Tensor>,
 }
 
 impl Linear {
-    pub(crate) fn new(weight: QMatMul, bias: Option<Tensor>) -> Self {
+    pub(crate) fn new(weight: Weight, bias: Option<Tensor>) -> Self {
         Self { weight, bias }
     }
 
@@ -79,10 +126,26 @@ impl Linear {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
             // Block-quantized products take and give f32 activations.
-            QMatMul::QTensor(_) if x.dtype() != DType::F32 => {
-                self.weight.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?
+            Weight::Candle(w @ QMatMul::QTensor(_)) if x.dtype() != DType::F32 => {
+                w.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?
             }
-            _ => self.weight.forward(x)?,
+            Weight::Candle(w) => w.forward(x)?,
+            Weight::Blocks(m) => {
+                let mut dims = x.dims().to_vec();
+                let cols = dims.pop().unwrap_or(0);
+                if cols != m.cols() {
+                    return Err(ModelError::InvalidInput(format!(
+                        "input of width {cols} for a matrix of {} columns",
+                        m.cols()
+                    )));
+                }
+                let rows = dims.iter().product::<usize>();
+                let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0.0f32; rows * m.rows()];
+                kernels::cpu().matmul(m, &input, rows, &mut out);
+                dims.push(m.rows());
+                Tensor::from_vec(out, dims, x.device())?.to_dtype(x.dtype())?
+            }
         };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -91,7 +154,7 @@ impl Linear {
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        weight_bytes(&self.weight) + self.bias.as_ref().map_or(0, |b| b.elem_count() * b.dtype().size_in_bytes())
+        self.weight.bytes() + self.bias.as_ref().map_or(0, |b| b.elem_count() * b.dtype().size_in_bytes())
     }
 }
 
@@ -104,7 +167,7 @@ fn fuse_rows(parts: &[Linear]) -> Result<Option<Linear>> {
     let weight = if let Some(dense) = parts
         .iter()
         .map(|p| match &p.weight {
-            QMatMul::Tensor(t) => Some(t),
+            Weight::Candle(QMatMul::Tensor(t)) => Some(t),
             _ => None,
         })
         .collect::<Option<Vec<&Tensor>>>()
@@ -112,11 +175,29 @@ fn fuse_rows(parts: &[Linear]) -> Result<Option<Linear>> {
         if dense.windows(2).any(|w| w[0].dtype() != w[1].dtype()) {
             return Ok(None);
         }
-        QMatMul::Tensor(Tensor::cat(&dense, 0)?)
+        Weight::Candle(QMatMul::Tensor(Tensor::cat(&dense, 0)?))
     } else if let Some(blocks) = parts
         .iter()
         .map(|p| match &p.weight {
-            QMatMul::QTensor(q) => Some(q),
+            Weight::Blocks(m) => Some(m),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+    {
+        let Some(first) = blocks.first() else { return Ok(None) };
+        if blocks.iter().any(|b| b.format() != first.format() || b.cols() != first.cols()) {
+            return Ok(None);
+        }
+        // Rows are independent runs of blocks: stacking rows is concatenating bytes.
+        let bytes: Vec<u8> = blocks.iter().flat_map(|b| b.data().iter().copied()).collect();
+        let rows = blocks.iter().map(|b| b.rows()).sum();
+        let fused = QMatrix::new(first.format(), rows, first.cols(), bytes)
+            .map_err(|e| ModelError::InvalidInput(format!("fusing weight blocks: {e}")))?;
+        Weight::Blocks(Arc::new(fused))
+    } else if let Some(blocks) = parts
+        .iter()
+        .map(|p| match &p.weight {
+            Weight::Candle(QMatMul::QTensor(q)) => Some(q),
             _ => None,
         })
         .collect::<Option<Vec<_>>>()
@@ -134,7 +215,7 @@ fn fuse_rows(parts: &[Linear]) -> Result<Option<Linear>> {
             rows += b.shape().dims().first().copied().unwrap_or(0);
         }
         let dims = vec![rows, cols.unwrap_or(0)];
-        QMatMul::from_qtensor(qtensor_from_ggml(first.dtype(), &bytes, dims, &first.device())?)?
+        Weight::Candle(QMatMul::from_qtensor(qtensor_from_ggml(first.dtype(), &bytes, dims, &first.device())?)?)
     } else {
         return Ok(None);
     };

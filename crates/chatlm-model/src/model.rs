@@ -1,13 +1,12 @@
 //! The config-driven decoder: ids in, logits out.
 
-use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor, D};
 
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::layers::{attention_mask, DecoderLayer, RmsNorm, StepContext};
-use crate::linear::{weight_bytes, Linear};
+use crate::linear::{Linear, Weight};
 use crate::rope::Rope;
 use crate::weights::{LoadContext, TensorSource};
 
@@ -83,7 +82,7 @@ impl BatchInput {
 pub struct Model {
     config: ModelConfig,
     /// `(vocab, hidden)`, dense or quantized; rows are looked up (and dequantized) per token.
-    embed_tokens: QMatMul,
+    embed_tokens: Weight,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     lm_head: Linear,
@@ -129,7 +128,7 @@ impl Model {
     /// projection is counted once).
     pub fn weight_bytes(&self) -> usize {
         let head = if self.config.tie_word_embeddings { 0 } else { self.lm_head.bytes() };
-        weight_bytes(&self.embed_tokens) + head + self.layers.iter().map(DecoderLayer::bytes).sum::<usize>()
+        self.embed_tokens.bytes() + head + self.layers.iter().map(DecoderLayer::bytes).sum::<usize>()
     }
 
     /// Dtype of the computation (f32 unless [`LoadOptions::dtype`](crate::LoadOptions) says).

@@ -6,11 +6,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::linear::{quantize_matrix, Quantization};
+use crate::linear::{quantize_matrix, Quantization, Weight};
 
 /// What every tensor load needs to know.
 pub(crate) struct LoadContext {
@@ -63,7 +62,7 @@ pub(crate) trait TensorSource {
     /// Loads a weight matrix as a dense or quantized matmul operand, after the shape check.
     /// Full-precision sources load one f32 matrix at a time and quantize it right away, so
     /// the full-precision weights are never all resident.
-    fn load_matrix(&self, name: &str, expected: &[usize], ctx: &LoadContext) -> Result<QMatMul> {
+    fn load_matrix(&self, name: &str, expected: &[usize], ctx: &LoadContext) -> Result<Weight> {
         quantize_matrix(self.get(name, expected, &ctx.device)?, ctx.quantize, ctx.dtype)
     }
 }

@@ -1,0 +1,152 @@
+//! AVX2 + FMA + F16C dot products of one weight row against `N` activation rows.
+//!
+//! Each weight block is unpacked once and multiplied with the same block of every activation
+//! row, so a matrix-matrix product (prefill) pays the nibble unpacking once per `N` rows.
+//! Quantized formats multiply bytes with `vpmaddubsw` (unsigned × signed → i16 pairs, which
+//! cannot saturate here: |q| ≤ 15 or one operand made non-negative) then `vpmaddwd` to i32.
+//!
+//! Safety: every function needs AVX2, FMA and F16C (checked by the caller with
+//! `is_x86_feature_detected!`); slices are indexed within their lengths, which the caller
+//! makes consistent (`w` holds whole blocks, each `x[n]` at least as many blocks).
+
+use std::arch::x86_64::*;
+
+use super::formats::BlockQ8;
+
+#[inline(always)]
+unsafe fn f16(p: *const u8) -> f32 {
+    let bits = u16::from_le_bytes([*p, *p.add(1)]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// 16 packed bytes → 32 values: low nibbles first, then high nibbles (GGUF's order).
+#[inline(always)]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    let q = _mm_loadu_si128(p as *const __m128i);
+    let mask = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(q, mask);
+    let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+    _mm256_set_m128i(hi, lo)
+}
+
+/// `Σ a·b` over each group of 4 bytes as 8 f32 (`a` unsigned, `b` signed).
+#[inline(always)]
+unsafe fn dot_u8_i8(a: __m256i, b: __m256i) -> __m256 {
+    let pairs = _mm256_maddubs_epi16(a, b);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+#[inline(always)]
+unsafe fn q8_bytes(x: &BlockQ8) -> __m256i {
+    _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i)
+}
+
+/// Q4_0 (`offset` 2, `m = -8d`) or Q4_1 (`offset` 4, `m` stored) rows.
+#[inline(always)]
+unsafe fn q4<const N: usize, const Q4_1: bool>(w: &[u8], x: &[&[BlockQ8]; N], out: &mut [f32; N]) {
+    let bytes = if Q4_1 { 20 } else { 18 };
+    let blocks = w.len() / bytes;
+    let mut acc = [[_mm256_setzero_ps(); N]; 2];
+    let mut offsets = [0.0f32; N];
+    for b in 0..blocks {
+        let p = w.as_ptr().add(b * bytes);
+        let d = f16(p);
+        let m = if Q4_1 { f16(p.add(2)) } else { -8.0 * d };
+        let q = nibbles(p.add(if Q4_1 { 4 } else { 2 }));
+        // Two accumulator sets: consecutive blocks do not wait on each other's FMA.
+        let acc = &mut acc[b & 1];
+        for n in 0..N {
+            let a = x[n].get_unchecked(b);
+            acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), dot_u8_i8(q, q8_bytes(a)), acc[n]);
+            offsets[n] += m * a.s;
+        }
+    }
+    for n in 0..N {
+        out[n] = hsum(_mm256_add_ps(acc[0][n], acc[1][n])) + offsets[n];
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q4_0<const N: usize>(w: &[u8], x: &[&[BlockQ8]; N], out: &mut [f32; N]) {
+    q4::<N, false>(w, x, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q4_1<const N: usize>(w: &[u8], x: &[&[BlockQ8]; N], out: &mut [f32; N]) {
+    q4::<N, true>(w, x, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q8_0<const N: usize>(w: &[u8], x: &[&[BlockQ8]; N], out: &mut [f32; N]) {
+    let blocks = w.len() / 34;
+    let mut acc = [[_mm256_setzero_ps(); N]; 2];
+    for b in 0..blocks {
+        let p = w.as_ptr().add(b * 34);
+        let d = f16(p);
+        let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
+        // maddubs wants its first operand unsigned: |q| · (sign(q) · y).
+        let abs = _mm256_sign_epi8(q, q);
+        let acc = &mut acc[b & 1];
+        for n in 0..N {
+            let a = x[n].get_unchecked(b);
+            let y = _mm256_sign_epi8(q8_bytes(a), q);
+            acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), dot_u8_i8(abs, y), acc[n]);
+        }
+    }
+    for n in 0..N {
+        out[n] = hsum(_mm256_add_ps(acc[0][n], acc[1][n]));
+    }
+}
+
+/// 8 values of a dense row from column `i`.
+#[inline(always)]
+unsafe fn load_dense<const HALF: bool>(w: *const u8, i: usize) -> __m256 {
+    if HALF {
+        _mm256_cvtph_ps(_mm_loadu_si128(w.add(i * 2) as *const __m128i))
+    } else {
+        _mm256_loadu_ps(w.add(i * 4) as *const f32)
+    }
+}
+
+/// Dense rows (f16 when `HALF`, else f32) against f32 activations; 16 columns per step.
+#[inline(always)]
+unsafe fn dense<const N: usize, const HALF: bool>(w: &[u8], x: &[&[f32]; N], out: &mut [f32; N]) {
+    let cols = w.len() / if HALF { 2 } else { 4 };
+        let mut acc = [[_mm256_setzero_ps(); N]; 2];
+    let mut i = 0;
+    while i + 16 <= cols {
+        let (w0, w1) = (load_dense::<HALF>(w.as_ptr(), i), load_dense::<HALF>(w.as_ptr(), i + 8));
+        for n in 0..N {
+            let xp = x[n].as_ptr().add(i);
+            acc[0][n] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp), acc[0][n]);
+            acc[1][n] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(8)), acc[1][n]);
+        }
+        i += 16;
+    }
+    for n in 0..N {
+        let mut sum = hsum(_mm256_add_ps(acc[0][n], acc[1][n]));
+        for j in i..cols {
+            let wj = if HALF { f16(w.as_ptr().add(j * 2)) } else { (w.as_ptr().add(j * 4) as *const f32).read_unaligned() };
+            sum += wj * x[n][j];
+        }
+        out[n] = sum;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_rows<const N: usize>(w: &[u8], x: &[&[f32]; N], out: &mut [f32; N]) {
+    dense::<N, true>(w, x, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f32_rows<const N: usize>(w: &[u8], x: &[&[f32]; N], out: &mut [f32; N]) {
+    dense::<N, false>(w, x, out)
+}

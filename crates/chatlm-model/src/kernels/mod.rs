@@ -1,0 +1,299 @@
+//! Matrix products over GGUF blocks, our own CPU kernels.
+//!
+//! A weight matrix ([`QMatrix`]) keeps GGUF's bytes. A product quantizes the activations once
+//! to q8 blocks (32 values for Q4_0/Q4_1/Q8_0, 256 for the K formats) and takes integer dot
+//! products block by block; f16/f32 weights multiply f32 activations. The instruction set is
+//! chosen at run time ([`Isa::detect`]); the scalar code is the reference the SIMD paths are
+//! tested against and runs only on CPUs without AVX2. Work is split across a persistent pool
+//! of threads by weight rows.
+//!
+//! [`MatMulKernels`] is the one interface the model calls, so another backend (a GPU) can
+//! implement it for its own weight storage.
+
+mod avx2;
+mod formats;
+mod pool;
+mod scalar;
+
+use std::cell::RefCell;
+
+pub use formats::{dequantize_row, BlockFormat};
+use formats::{quantize_q8, quantize_q8k, ActKind, BlockQ8, BlockQ8K};
+use scalar::ActRow;
+
+/// A `(rows, cols)` matrix stored as rows of GGUF blocks.
+#[derive(Debug, Clone)]
+pub struct QMatrix {
+    format: BlockFormat,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+/// Why bytes do not make a [`QMatrix`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{format:?} matrix of {rows}x{cols}: {message}")]
+pub struct QMatrixError {
+    format: BlockFormat,
+    rows: usize,
+    cols: usize,
+    message: String,
+}
+
+impl QMatrix {
+    /// Wraps `data`, `rows` rows of `cols / block_len` blocks each.
+    pub fn new(format: BlockFormat, rows: usize, cols: usize, data: Vec<u8>) -> Result<Self, QMatrixError> {
+        let error = |message: String| QMatrixError { format, rows, cols, message };
+        if cols % format.block_len() != 0 {
+            return Err(error(format!("{cols} columns are not a multiple of the block of {}", format.block_len())));
+        }
+        let expected = rows * cols / format.block_len() * format.block_bytes();
+        if data.len() != expected {
+            return Err(error(format!("{} bytes where {expected} were expected", data.len())));
+        }
+        Ok(Self { format, rows, cols, data })
+    }
+
+    /// The block format.
+    pub fn format(&self) -> BlockFormat {
+        self.format
+    }
+
+    /// Output size.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input size.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The raw GGUF bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.cols / self.format.block_len() * self.format.block_bytes()
+    }
+
+    fn row(&self, r: usize) -> &[u8] {
+        let n = self.row_bytes();
+        &self.data[r * n..(r + 1) * n]
+    }
+
+    /// Row `r` expanded to f32 into `out` (`cols` long): an embedding lookup.
+    pub fn dequantize_row_into(&self, r: usize, out: &mut [f32]) {
+        dequantize_row(self.format, self.row(r), out);
+    }
+}
+
+/// Instruction sets the kernels are written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Portable Rust: the reference, and CPUs without AVX2.
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+}
+
+impl Isa {
+    /// The best instruction set this CPU runs.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            return Self::Avx2;
+        }
+        Self::Scalar
+    }
+
+    /// Whether this instruction set has its own kernel for `format` (otherwise the product
+    /// must go elsewhere on a SIMD machine rather than silently run scalar code).
+    pub fn has_kernel(self, format: BlockFormat) -> bool {
+        match self {
+            Self::Scalar => true,
+            Self::Avx2 => matches!(
+                format,
+                BlockFormat::F32 | BlockFormat::F16 | BlockFormat::Q4_0 | BlockFormat::Q4_1 | BlockFormat::Q8_0
+            ),
+        }
+    }
+}
+
+/// What a backend offers the model: `y = x Wᵀ` on its own weight storage.
+pub trait MatMulKernels: Send + Sync {
+    /// `out[i][r] = Σ_c x[i][c] · w[r][c]` for the `m` rows of `x` (`m × cols`, row-major);
+    /// `out` is `m × rows`.
+    fn matmul(&self, w: &QMatrix, x: &[f32], m: usize, out: &mut [f32]);
+}
+
+/// The CPU backend: one instruction set, the global thread pool.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuKernels {
+    isa: Isa,
+}
+
+impl CpuKernels {
+    /// Kernels for the best instruction set of this CPU.
+    pub fn detect() -> Self {
+        Self { isa: Isa::detect() }
+    }
+
+    /// Kernels for `isa` (tests compare the paths); `None` if this CPU lacks it.
+    pub fn with_isa(isa: Isa) -> Option<Self> {
+        (isa == Isa::Scalar || isa == Isa::detect()).then_some(Self { isa })
+    }
+
+    /// The instruction set in use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+/// The process's CPU kernels (best instruction set, detected once).
+pub fn cpu() -> &'static CpuKernels {
+    static KERNELS: std::sync::OnceLock<CpuKernels> = std::sync::OnceLock::new();
+    KERNELS.get_or_init(CpuKernels::detect)
+}
+
+/// Activations of one product in the encoding the weight format needs.
+enum Acts<'a> {
+    F32(&'a [f32]),
+    Q8(&'a [BlockQ8]),
+    Q8K(&'a [BlockQ8K]),
+}
+
+impl Acts<'_> {
+    /// Row `i` of `m`.
+    fn row(&self, i: usize, m: usize) -> ActRow<'_> {
+        match self {
+            Self::F32(x) => ActRow::F32(&x[i * x.len() / m..(i + 1) * x.len() / m]),
+            Self::Q8(x) => ActRow::Q8(&x[i * x.len() / m..(i + 1) * x.len() / m]),
+            Self::Q8K(x) => ActRow::Q8K(&x[i * x.len() / m..(i + 1) * x.len() / m]),
+        }
+    }
+}
+
+thread_local! {
+    /// Quantized activations, reused across products (no allocation per decode step).
+    static Q8_SCRATCH: RefCell<Vec<BlockQ8>> = const { RefCell::new(Vec::new()) };
+    static Q8K_SCRATCH: RefCell<Vec<BlockQ8K>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Output pointer shared by the parts of one product; each part writes disjoint columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: parts write disjoint elements and `Pool::run` joins them before `out` is used again.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Weight rows handled together, so their bytes stay in L1 while activation rows stream past.
+const ROW_TILE: usize = 16;
+
+impl CpuKernels {
+    /// `R`-row activation groups against weight rows `rows` (one part of a product).
+    fn part(&self, w: &QMatrix, acts: &Acts, m: usize, rows: std::ops::Range<usize>, out: OutPtr) {
+        let n = w.rows;
+        let mut tile = rows.start;
+        while tile < rows.end {
+            let tile_end = (tile + ROW_TILE).min(rows.end);
+            let mut i = 0;
+            while i + 4 <= m {
+                let x = [acts.row(i, m), acts.row(i + 1, m), acts.row(i + 2, m), acts.row(i + 3, m)];
+                for r in tile..tile_end {
+                    let y = self.dot::<4>(w.format, w.row(r), &x);
+                    for (k, v) in y.into_iter().enumerate() {
+                        // SAFETY: (i + k, r) is inside `out` (m × n) and only this part owns row r.
+                        unsafe { *out.0.add((i + k) * n + r) = v };
+                    }
+                }
+                i += 4;
+            }
+            for i in i..m {
+                let x = [acts.row(i, m)];
+                for r in tile..tile_end {
+                    let [v] = self.dot::<1>(w.format, w.row(r), &x);
+                    // SAFETY: as above.
+                    unsafe { *out.0.add(i * n + r) = v };
+                }
+            }
+            tile = tile_end;
+        }
+    }
+
+    /// One weight row against `N` activation rows.
+    #[inline]
+    fn dot<const N: usize>(&self, format: BlockFormat, w: &[u8], x: &[ActRow; N]) -> [f32; N] {
+        let mut out = [0.0f32; N];
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx2 {
+            // SAFETY: `Avx2` is only constructed when the CPU has AVX2, FMA and F16C; `w` is
+            // one whole row and each activation row covers the same columns.
+            unsafe {
+                match (format, x.first()) {
+                    (BlockFormat::Q4_1, Some(ActRow::Q8(_))) => avx2::q4_1(w, &x.map(q8), &mut out),
+                    (BlockFormat::Q4_0, Some(ActRow::Q8(_))) => avx2::q4_0(w, &x.map(q8), &mut out),
+                    (BlockFormat::Q8_0, Some(ActRow::Q8(_))) => avx2::q8_0(w, &x.map(q8), &mut out),
+                    (BlockFormat::F16, Some(ActRow::F32(_))) => avx2::f16_rows(w, &x.map(f32s), &mut out),
+                    (BlockFormat::F32, Some(ActRow::F32(_))) => avx2::f32_rows(w, &x.map(f32s), &mut out),
+                    _ => return x.map(|x| scalar::dot(format, w, x)),
+                }
+            }
+            return out;
+        }
+        for (o, x) in out.iter_mut().zip(x) {
+            *o = scalar::dot(format, w, *x);
+        }
+        out
+    }
+}
+
+fn q8<'a>(x: ActRow<'a>) -> &'a [BlockQ8] {
+    match x {
+        ActRow::Q8(x) => x,
+        _ => &[],
+    }
+}
+
+fn f32s<'a>(x: ActRow<'a>) -> &'a [f32] {
+    match x {
+        ActRow::F32(x) => x,
+        _ => &[],
+    }
+}
+
+impl MatMulKernels for CpuKernels {
+    fn matmul(&self, w: &QMatrix, x: &[f32], m: usize, out: &mut [f32]) {
+        assert_eq!(x.len(), m * w.cols, "activations must be m × cols");
+        assert_eq!(out.len(), m * w.rows, "output must be m × rows");
+        let pool = pool::global();
+        let out = OutPtr(out.as_mut_ptr());
+        let run = |acts: &Acts| {
+            let parts = pool.threads().min(w.rows.div_ceil(ROW_TILE)).max(1);
+            // Row ranges rounded to the 4-row grain so parts stay balanced and aligned.
+            let bound = |p: usize| (w.rows * p / parts).next_multiple_of(4).min(w.rows);
+            pool.run(&|p| {
+                if p < parts {
+                    self.part(w, acts, m, bound(p)..bound(p + 1), out);
+                }
+            });
+        };
+        match w.format.act_kind() {
+            ActKind::F32 => run(&Acts::F32(x)),
+            ActKind::Q8 => Q8_SCRATCH.with_borrow_mut(|buf| {
+                buf.resize(m * w.cols / 32, BlockQ8::ZERO);
+                quantize_q8(x, buf);
+                run(&Acts::Q8(buf));
+            }),
+            ActKind::Q8K => Q8K_SCRATCH.with_borrow_mut(|buf| {
+                buf.resize(m * w.cols / 256, BlockQ8K::ZERO);
+                quantize_q8k(x, buf);
+                run(&Acts::Q8K(buf));
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

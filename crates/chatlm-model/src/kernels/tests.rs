@@ -1,0 +1,125 @@
+//! Every kernel against a dequantize-then-f32 reference on random blocks, and every SIMD path
+//! against the scalar one.
+
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+
+use super::*;
+
+/// Deterministic pseudo-random f32 in [-1, 1) (xorshift), with a few larger outliers so
+/// block scales vary.
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let v = (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+            if i % 97 == 0 {
+                v * 8.0
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// A `rows × cols` matrix of random values encoded by candle's (independent) quantizer.
+fn random_matrix(format: BlockFormat, rows: usize, cols: usize, seed: u64) -> (QMatrix, Vec<f32>) {
+    let values = random(rows * cols, seed);
+    let t = Tensor::from_vec(values, (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&t, format.to_ggml()).unwrap();
+    let reference = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let m = QMatrix::new(format, rows, cols, q.data().unwrap().into_owned()).unwrap();
+    (m, reference)
+}
+
+#[test]
+fn rows_dequantize_exactly_like_candle() {
+    for format in BlockFormat::ALL {
+        let (w, reference) = random_matrix(format, 5, 512, 1);
+        let mut row = vec![0.0; 512];
+        for r in 0..5 {
+            w.dequantize_row_into(r, &mut row);
+            assert_eq!(row, reference[r * 512..(r + 1) * 512], "{format:?} row {r}");
+        }
+    }
+}
+
+fn matmul(kernels: &CpuKernels, w: &QMatrix, x: &[f32], m: usize) -> Vec<f32> {
+    let mut out = vec![f32::NAN; m * w.rows()];
+    kernels.matmul(w, x, m, &mut out);
+    out
+}
+
+#[test]
+fn every_kernel_matches_the_f32_reference_within_activation_rounding() {
+    let (rows, cols) = (37, 512);
+    for isa in [Isa::Scalar, Isa::detect()] {
+        let kernels = CpuKernels::with_isa(isa).unwrap();
+        for format in BlockFormat::ALL {
+            if !isa.has_kernel(format) {
+                continue;
+            }
+            let (w, wf) = random_matrix(format, rows, cols, 2);
+            for m in [1, 3, 4, 9] {
+                let x = random(m * cols, 3 + m as u64);
+                let got = matmul(&kernels, &w, &x, m);
+                for i in 0..m {
+                    let xi = &x[i * cols..(i + 1) * cols];
+                    let amax = xi.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                    for r in 0..rows {
+                        let wr = &wf[r * cols..(r + 1) * cols];
+                        let exact: f64 = wr.iter().zip(xi).map(|(&a, &b)| a as f64 * b as f64).sum();
+                        // q8 activations are off by at most half a step (amax / 254) each.
+                        let bound = match format.act_kind() {
+                            ActKind::F32 => 1e-4 * wr.iter().zip(xi).map(|(a, b)| (a * b).abs()).sum::<f32>() + 1e-5,
+                            _ => wr.iter().map(|v| v.abs()).sum::<f32>() * amax / 254.0 * 1.01 + 1e-4,
+                        };
+                        let diff = (got[i * rows + r] as f64 - exact).abs();
+                        assert!(diff <= bound as f64, "{isa:?} {format:?} m={m} ({i},{r}): {} vs {exact} (bound {bound})", got[i * rows + r]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_paths_agree_with_the_scalar_path() {
+    let simd = CpuKernels::detect();
+    let scalar = CpuKernels::with_isa(Isa::Scalar).unwrap();
+    if simd.isa() == Isa::Scalar {
+        eprintln!("skipped: this CPU has no SIMD kernels");
+        return;
+    }
+    let (rows, cols) = (70, 768);
+    for format in BlockFormat::ALL.into_iter().filter(|&f| simd.isa().has_kernel(f)) {
+        let (w, _) = random_matrix(format, rows, cols, 4);
+        for m in [1, 5, 8] {
+            let x = random(m * cols, 5);
+            let (a, b) = (matmul(&simd, &w, &x, m), matmul(&scalar, &w, &x, m));
+            for (j, (a, b)) in a.iter().zip(&b).enumerate() {
+                // Same integer sums, different f32 summation order.
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{format:?} m={m} [{j}]: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn release_builds_pick_simd_on_simd_cpus() {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        assert_eq!(Isa::detect(), Isa::Avx2);
+    }
+}
+
+#[test]
+fn bad_byte_counts_are_rejected() {
+    assert!(QMatrix::new(BlockFormat::Q4_1, 2, 64, vec![0; 79]).is_err());
+    assert!(QMatrix::new(BlockFormat::Q4K, 1, 128, vec![0; 144]).is_err());
+    assert!(QMatrix::new(BlockFormat::Q8_0, 2, 64, vec![0; 136]).is_ok());
+}
+
