@@ -49,28 +49,45 @@ unsafe fn q8_bytes(x: &BlockQ8) -> __m256i {
     _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i)
 }
 
-/// Q4_0 (`offset` 2, `m = -8d`) or Q4_1 (`offset` 4, `m` stored) rows.
+/// One Q4_0/Q4_1 block against block `b` of every activation row, into `acc`.
+#[inline(always)]
+unsafe fn q4_block<const N: usize, const Q4_1: bool>(
+    p: *const u8,
+    x: &[&[BlockQ8]; N],
+    b: usize,
+    acc: &mut [__m256; N],
+    offsets: &mut [f32; N],
+) {
+    let d = f16(p);
+    let m = if Q4_1 { f16(p.add(2)) } else { -8.0 * d };
+    let q = nibbles(p.add(if Q4_1 { 4 } else { 2 }));
+    for n in 0..N {
+        let a = x[n].get_unchecked(b);
+        acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), dot_u8_i8(q, q8_bytes(a)), acc[n]);
+        offsets[n] += m * a.s;
+    }
+}
+
+/// Q4_0 (`m = -8d`) or Q4_1 (`m` stored) rows: `Σ (d·q + m)·y = d·Σq·y + m·s`.
 #[inline(always)]
 unsafe fn q4<const N: usize, const Q4_1: bool>(w: &[u8], x: &[&[BlockQ8]; N], out: &mut [f32; N]) {
     let bytes = if Q4_1 { 20 } else { 18 };
     let blocks = w.len() / bytes;
-    let mut acc = [[_mm256_setzero_ps(); N]; 2];
+    // Two accumulator sets: consecutive blocks do not wait on each other's FMA.
+    let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
     let mut offsets = [0.0f32; N];
-    for b in 0..blocks {
-        let p = w.as_ptr().add(b * bytes);
-        let d = f16(p);
-        let m = if Q4_1 { f16(p.add(2)) } else { -8.0 * d };
-        let q = nibbles(p.add(if Q4_1 { 4 } else { 2 }));
-        // Two accumulator sets: consecutive blocks do not wait on each other's FMA.
-        let acc = &mut acc[b & 1];
-        for n in 0..N {
-            let a = x[n].get_unchecked(b);
-            acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), dot_u8_i8(q, q8_bytes(a)), acc[n]);
-            offsets[n] += m * a.s;
-        }
+    let p = w.as_ptr();
+    let mut b = 0;
+    while b + 2 <= blocks {
+        q4_block::<N, Q4_1>(p.add(b * bytes), x, b, &mut acc0, &mut offsets);
+        q4_block::<N, Q4_1>(p.add((b + 1) * bytes), x, b + 1, &mut acc1, &mut offsets);
+        b += 2;
+    }
+    if b < blocks {
+        q4_block::<N, Q4_1>(p.add(b * bytes), x, b, &mut acc0, &mut offsets);
     }
     for n in 0..N {
-        out[n] = hsum(_mm256_add_ps(acc[0][n], acc[1][n])) + offsets[n];
+        out[n] = hsum(_mm256_add_ps(acc0[n], acc1[n])) + offsets[n];
     }
 }
 
@@ -84,25 +101,36 @@ pub(crate) unsafe fn q4_1<const N: usize>(w: &[u8], x: &[&[BlockQ8]; N], out: &m
     q4::<N, true>(w, x, out)
 }
 
+/// One Q8_0 block against block `b` of every activation row, into `acc`.
+#[inline(always)]
+unsafe fn q8_block<const N: usize>(p: *const u8, x: &[&[BlockQ8]; N], b: usize, acc: &mut [__m256; N]) {
+    let d = f16(p);
+    let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
+    // maddubs wants its first operand unsigned: |q| · (sign(q) · y).
+    let abs = _mm256_sign_epi8(q, q);
+    for n in 0..N {
+        let a = x[n].get_unchecked(b);
+        let y = _mm256_sign_epi8(q8_bytes(a), q);
+        acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), dot_u8_i8(abs, y), acc[n]);
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn q8_0<const N: usize>(w: &[u8], x: &[&[BlockQ8]; N], out: &mut [f32; N]) {
     let blocks = w.len() / 34;
-    let mut acc = [[_mm256_setzero_ps(); N]; 2];
-    for b in 0..blocks {
-        let p = w.as_ptr().add(b * 34);
-        let d = f16(p);
-        let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
-        // maddubs wants its first operand unsigned: |q| · (sign(q) · y).
-        let abs = _mm256_sign_epi8(q, q);
-        let acc = &mut acc[b & 1];
-        for n in 0..N {
-            let a = x[n].get_unchecked(b);
-            let y = _mm256_sign_epi8(q8_bytes(a), q);
-            acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), dot_u8_i8(abs, y), acc[n]);
-        }
+    let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
+    let p = w.as_ptr();
+    let mut b = 0;
+    while b + 2 <= blocks {
+        q8_block::<N>(p.add(b * 34), x, b, &mut acc0);
+        q8_block::<N>(p.add((b + 1) * 34), x, b + 1, &mut acc1);
+        b += 2;
+    }
+    if b < blocks {
+        q8_block::<N>(p.add(b * 34), x, b, &mut acc0);
     }
     for n in 0..N {
-        out[n] = hsum(_mm256_add_ps(acc[0][n], acc[1][n]));
+        out[n] = hsum(_mm256_add_ps(acc0[n], acc1[n]));
     }
 }
 
@@ -120,19 +148,19 @@ unsafe fn load_dense<const HALF: bool>(w: *const u8, i: usize) -> __m256 {
 #[inline(always)]
 unsafe fn dense<const N: usize, const HALF: bool>(w: &[u8], x: &[&[f32]; N], out: &mut [f32; N]) {
     let cols = w.len() / if HALF { 2 } else { 4 };
-        let mut acc = [[_mm256_setzero_ps(); N]; 2];
+        let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
     let mut i = 0;
     while i + 16 <= cols {
         let (w0, w1) = (load_dense::<HALF>(w.as_ptr(), i), load_dense::<HALF>(w.as_ptr(), i + 8));
         for n in 0..N {
             let xp = x[n].as_ptr().add(i);
-            acc[0][n] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp), acc[0][n]);
-            acc[1][n] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(8)), acc[1][n]);
+            acc0[n] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp), acc0[n]);
+            acc1[n] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(8)), acc1[n]);
         }
         i += 16;
     }
     for n in 0..N {
-        let mut sum = hsum(_mm256_add_ps(acc[0][n], acc[1][n]));
+        let mut sum = hsum(_mm256_add_ps(acc0[n], acc1[n]));
         for j in i..cols {
             let wj = if HALF { f16(w.as_ptr().add(j * 2)) } else { (w.as_ptr().add(j * 4) as *const f32).read_unaligned() };
             sum += wj * x[n][j];

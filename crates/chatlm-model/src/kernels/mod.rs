@@ -16,6 +16,7 @@ mod pool;
 mod scalar;
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use formats::{dequantize_row, BlockFormat};
 use formats::{quantize_q8, quantize_q8k, ActKind, BlockQ8, BlockQ8K};
@@ -270,13 +271,16 @@ impl MatMulKernels for CpuKernels {
         let pool = pool::global();
         let out = OutPtr(out.as_mut_ptr());
         let run = |acts: &Acts| {
-            let parts = pool.threads().min(w.rows.div_ceil(ROW_TILE)).max(1);
-            // Row ranges rounded to the 4-row grain so parts stay balanced and aligned.
-            let bound = |p: usize| (w.rows * p / parts).next_multiple_of(4).min(w.rows);
-            pool.run(&|p| {
-                if p < parts {
-                    self.part(w, acts, m, bound(p)..bound(p + 1), out);
+            // Chunks of rows claimed dynamically: ~8 per thread balances a busy machine
+            // without making the counter hot; multiples of 4 keep the row tiles whole.
+            let chunk = (w.rows / (8 * pool.threads())).next_multiple_of(4).max(ROW_TILE);
+            let next = AtomicUsize::new(0);
+            pool.run(&|| loop {
+                let start = next.fetch_add(chunk, Ordering::Relaxed);
+                if start >= w.rows {
+                    break;
                 }
+                self.part(w, acts, m, start..(start + chunk).min(w.rows), out);
             });
         };
         match w.format.act_kind() {

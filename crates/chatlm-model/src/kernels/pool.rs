@@ -1,26 +1,35 @@
-//! A persistent pool of kernel threads that wakes in well under a microsecond.
+//! A persistent pool of kernel threads, robust to a busy machine.
 //!
 //! A decode step runs ~120 small products of 30–300 µs each; waking sleeping threads
 //! through the OS for each (rayon, a condvar) costs several microseconds per product. Here
-//! the workers spin on an epoch counter for a while after each job and only then sleep, so
-//! back-to-back products hand over work through one cache line. The calling thread always
-//! takes part 0 of every job.
+//! the workers spin on an epoch counter for a while after each job (yielding between checks)
+//! and only then sleep, so back-to-back products hand over work through one cache line.
+//!
+//! The caller takes part in every job, and a job is a loop over chunks claimed from a shared
+//! counter. When the caller runs out of chunks it withdraws the offer from workers that have
+//! not started yet: on a machine where other processes hold the cores, a descheduled worker
+//! never makes the caller wait, it just does nothing this time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long an idle worker spins before it sleeps: longer than the gaps between the
-/// products of one decode step, short enough not to steal a core from other work for long.
-const SPIN: Duration = Duration::from_micros(300);
+/// products of one decode step, short enough not to hold a core for long.
+const SPIN: Duration = Duration::from_micros(500);
+
+/// A worker's state for the current epoch.
+const IDLE: usize = 0;
+const OFFERED: usize = 1;
+const RUNNING: usize = 2;
 
 /// The job of one epoch: a borrowed closure, lifetime erased (see [`Pool::run`]).
-type Job = *const (dyn Fn(usize) + Sync);
+type Job = *const (dyn Fn() + Sync);
 
 struct Shared {
     epoch: AtomicUsize,
-    /// Workers that have not finished the current job.
-    pending: AtomicUsize,
+    /// Per worker: [`IDLE`], [`OFFERED`] or [`RUNNING`].
+    state: Vec<AtomicUsize>,
     /// Workers asleep on `wake`.
     sleepers: AtomicUsize,
     job: Mutex<Option<SendJob>>,
@@ -29,10 +38,10 @@ struct Shared {
 
 #[derive(Clone, Copy)]
 struct SendJob(Job);
-// SAFETY: the pointee is `Sync` and `Pool::run` keeps it alive until every worker is done.
+// SAFETY: the pointee is `Sync` and `Pool::run` keeps it alive while any worker is RUNNING it.
 unsafe impl Send for SendJob {}
 
-/// Threads that run one closure per part, the caller taking part 0.
+/// Threads that help the caller run a closure.
 pub(crate) struct Pool {
     shared: Arc<Shared>,
     threads: usize,
@@ -42,19 +51,20 @@ pub(crate) struct Pool {
 
 impl Pool {
     fn new(threads: usize) -> Self {
+        let workers = threads.saturating_sub(1);
         let shared = Arc::new(Shared {
             epoch: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
+            state: (0..workers).map(|_| AtomicUsize::new(IDLE)).collect(),
             sleepers: AtomicUsize::new(0),
             job: Mutex::new(None),
             wake: Condvar::new(),
         });
         let mut started = 1;
-        for part in 1..threads {
+        for index in 0..workers {
             let shared = Arc::clone(&shared);
             let spawned = std::thread::Builder::new()
-                .name(format!("chatlm-kernel-{part}"))
-                .spawn(move || worker(&shared, part));
+                .name(format!("chatlm-kernel-{}", index + 1))
+                .spawn(move || worker(&shared, index));
             if spawned.is_err() {
                 break;
             }
@@ -67,43 +77,51 @@ impl Pool {
         }
     }
 
-    /// Number of parts a job is split into.
+    /// Threads that may run a job at once (the caller included).
     pub(crate) fn threads(&self) -> usize {
         self.threads
     }
 
-    /// Calls `f(part)` for every part in `0..threads()`, in parallel; returns when all are done.
-    pub(crate) fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+    /// Runs `f` on the calling thread and on every worker that picks it up in time. `f` must
+    /// claim its work itself (e.g. chunks from an atomic counter) and return when none is left.
+    pub(crate) fn run(&self, f: &(dyn Fn() + Sync)) {
         if self.threads == 1 {
-            f(0);
+            f();
             return;
         }
         let _guard = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let s = &*self.shared;
-        // SAFETY (lifetime erasure): this function does not return before `pending` is back
-        // to 0, i.e. before every worker has finished calling the closure.
-        let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), Job>(f) };
+        // SAFETY (lifetime erasure): before returning, this function withdraws the offer
+        // from every worker that has not started and waits for those RUNNING to finish.
+        let job: Job = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), Job>(f) };
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(SendJob(job));
-        s.pending.store(self.threads - 1, Ordering::SeqCst);
+        for state in &s.state[..self.threads - 1] {
+            state.store(OFFERED, Ordering::SeqCst);
+        }
         s.epoch.fetch_add(1, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _lock = s.job.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        f(0);
-        let mut spins = 0u32;
-        while s.pending.load(Ordering::Acquire) != 0 {
-            spins += 1;
-            if spins < 1 << 16 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
+        f();
+        for state in &s.state[..self.threads - 1] {
+            if state.compare_exchange(OFFERED, IDLE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                continue;
+            }
+            let mut spins = 0u32;
+            while state.load(Ordering::Acquire) != IDLE {
+                spins += 1;
+                if spins % 256 == 0 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
             }
         }
     }
 }
 
-fn worker(s: &Shared, part: usize) {
+fn worker(s: &Shared, index: usize) {
     let mut seen = 0usize;
     loop {
         let start = Instant::now();
@@ -115,8 +133,13 @@ fn worker(s: &Shared, part: usize) {
                 break;
             }
             spins = spins.wrapping_add(1);
-            if spins % 64 != 0 || start.elapsed() < SPIN {
+            if spins % 128 != 0 {
                 std::hint::spin_loop();
+                continue;
+            }
+            if start.elapsed() < SPIN {
+                // Let other runnable threads have this core while waiting.
+                std::thread::yield_now();
                 continue;
             }
             let mut lock = s.job.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,14 +149,18 @@ fn worker(s: &Shared, part: usize) {
             }
             s.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
+        let state = &s.state[index];
+        if state.compare_exchange(OFFERED, RUNNING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            continue; // withdrawn: the caller finished without this worker
+        }
         let job = *s.job.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(SendJob(job)) = job {
-            // SAFETY: `Pool::run` keeps the closure alive until `pending` reaches 0 below.
+            // SAFETY: `Pool::run` keeps the closure alive until this worker is IDLE again.
             let f = unsafe { &*job };
-            // A panicking kernel must still release the caller, which waits on `pending`.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(part)));
+            // A panicking kernel must still release the caller, which waits for IDLE.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         }
-        s.pending.fetch_sub(1, Ordering::Release);
+        state.store(IDLE, Ordering::Release);
     }
 }
 
