@@ -1,0 +1,165 @@
+//! `chatlm bench` — load time, prefill and decode speed, peak memory of one model.
+//!
+//! Measures what `llama-bench` measures (`pp` and `tg`): one forward pass over a prompt of
+//! `--prompt-tokens` ids, then `--gen-tokens` single-token greedy steps on top of it, each
+//! repeated `--runs` times on a fresh cache; the median run is reported.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use chatlm_generate::Sampler;
+use chatlm_model::{Model, ProcessMemory, Quantization};
+use clap::Args;
+use serde::Serialize;
+
+use crate::engine;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Model: a .gguf file, a model directory, a hub cache folder or `org/name`
+    /// (default: SmolLM2-135M-Instruct, fetched on first use).
+    #[arg(long)]
+    model: Option<String>,
+    /// Prompt length of the prefill measurement.
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Tokens generated one at a time in the decode measurement.
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    /// Worker threads (default: all available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Quantize full-precision weights while loading: q8_0 or q4_k.
+    #[arg(long)]
+    quantize: Option<Quantization>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One repetition.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Run {
+    prefill_tok_s: f64,
+    decode_tok_s: f64,
+}
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    threads: usize,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    load_s: f64,
+    prefill_tok_s: f64,
+    decode_tok_s: f64,
+    weights_mib: f64,
+    rss_after_load_mib: Option<f64>,
+    peak_rss_mib: Option<f64>,
+    runs: Vec<Run>,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let threads = engine::init_threads(args.threads)?;
+    if args.prompt_tokens == 0 || args.gen_tokens == 0 || args.runs == 0 {
+        bail!("--prompt-tokens, --gen-tokens and --runs must each be at least 1");
+    }
+    let source = engine::resolve(args.model.as_deref())?;
+    let name = match &source {
+        chatlm_model::ModelSource::Gguf(p) | chatlm_model::ModelSource::Directory(p) => p.display().to_string(),
+    };
+    let options = chatlm_model::LoadOptions { quantize: args.quantize, ..Default::default() };
+    let start = Instant::now();
+    let model = Model::from_source(&source, &options).with_context(|| format!("loading model {name}"))?;
+    let load_s = start.elapsed().as_secs_f64();
+    let after_load = ProcessMemory::current();
+    let total = args.prompt_tokens + args.gen_tokens;
+    let context = model.config().context_length();
+    if total > context {
+        bail!("--prompt-tokens + --gen-tokens = {total} exceeds the context window of {context} tokens");
+    }
+    let prompt = prompt_ids(args.prompt_tokens, model.config().vocab_size);
+    let runs = (0..args.runs)
+        .map(|_| one_run(&model, &prompt, args.gen_tokens))
+        .collect::<Result<Vec<_>>>()?;
+    let peak = ProcessMemory::current();
+    let report = Report {
+        model: name,
+        threads,
+        prompt_tokens: args.prompt_tokens,
+        gen_tokens: args.gen_tokens,
+        load_s,
+        prefill_tok_s: median(runs.iter().map(|r| r.prefill_tok_s)),
+        decode_tok_s: median(runs.iter().map(|r| r.decode_tok_s)),
+        weights_mib: model.weight_bytes() as f64 / MIB,
+        rss_after_load_mib: after_load.map(|m| m.resident_bytes as f64 / MIB),
+        peak_rss_mib: peak.map(|m| m.peak_resident_bytes as f64 / MIB),
+        runs,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+/// Deterministic ids spread over the vocabulary (like llama-bench's random prompt, but
+/// the same on every run so runs and tools compare).
+fn prompt_ids(len: usize, vocab: usize) -> Vec<u32> {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % vocab as u64) as u32
+        })
+        .collect()
+}
+
+fn one_run(model: &Model, prompt: &[u32], gen_tokens: usize) -> Result<Run> {
+    let mut cache = model.new_cache(1, prompt.len() + gen_tokens)?;
+    let t0 = Instant::now();
+    let logits = model.forward_last(prompt, &mut cache).context("prefill")?;
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let mut next = Sampler::argmax(&logits)?;
+    let t1 = Instant::now();
+    for _ in 0..gen_tokens {
+        let logits = model.forward_last(&[next], &mut cache).context("decode step")?;
+        next = Sampler::argmax(&logits)?;
+    }
+    let decode_s = t1.elapsed().as_secs_f64();
+    Ok(Run {
+        prefill_tok_s: prompt.len() as f64 / prefill_s.max(f64::MIN_POSITIVE),
+        decode_tok_s: gen_tokens as f64 / decode_s.max(f64::MIN_POSITIVE),
+    })
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn print_table(r: &Report) {
+    let mib = |m: Option<f64>| m.map_or("n/a".to_string(), |m| format!("{m:.1} MiB"));
+    println!("model        {}", r.model);
+    println!("threads      {}", r.threads);
+    println!("load         {:.3} s", r.load_s);
+    println!("weights      {:.1} MiB", r.weights_mib);
+    println!("rss (loaded) {}", mib(r.rss_after_load_mib));
+    println!("prefill      {:.1} tok/s  ({} tokens, median of {})", r.prefill_tok_s, r.prompt_tokens, r.runs.len());
+    println!("decode       {:.1} tok/s  ({} tokens, median of {})", r.decode_tok_s, r.gen_tokens, r.runs.len());
+    println!("peak rss     {}", mib(r.peak_rss_mib));
+}

@@ -1,0 +1,164 @@
+//! `chatlm chat` — an interactive multi-turn conversation with a local model.
+//!
+//! Line editing and history come from rustyline; answers stream as they are generated.
+//! Ctrl-C while an answer streams stops that answer (a SIGINT handler raises a flag the
+//! generation loop checks before every token); at the prompt it clears the line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chatlm_generate::{ChatSession, FinishReason, GenerationConfig};
+use chatlm_model::Quantization;
+use clap::Args;
+use rustyline::error::ReadlineError;
+use rustyline::DefaultEditor;
+
+use crate::engine::{self, Engine, LoadRequest};
+use crate::generate_cmd::SamplingFlags;
+
+#[derive(Args)]
+pub struct ChatArgs {
+    /// Model: a .gguf file, a model directory, a hub cache folder or `org/name`
+    /// (default: SmolLM2-135M-Instruct, fetched on first use).
+    #[arg(long)]
+    model: Option<String>,
+    /// Tokenizer files to use instead of the model's own (a directory, tokenizer.json or .gguf).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// System message, first in every prompt (change it with /system).
+    #[arg(long)]
+    system: Option<String>,
+    /// New tokens per answer at most [default: the model's generation config, else 512].
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    /// Sampling temperature; 0 is greedy [default: greedy].
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Keep the k most likely tokens when sampling (0 disables).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Nucleus sampling mass, in (0, 1].
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Drop tokens less likely than this fraction of the top token, in [0, 1].
+    #[arg(long)]
+    min_p: Option<f32>,
+    /// CTRL repetition penalty (> 0; 1 disables).
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    /// Seed of the sampling RNG.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// A string that ends an answer; repeatable.
+    #[arg(long = "stop", value_name = "STR")]
+    stop: Vec<String>,
+    /// Quantize full-precision weights while loading: q8_0 or q4_k.
+    #[arg(long)]
+    quantize: Option<Quantization>,
+    /// Worker threads (default: all available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+const HELP: &str = "commands: /reset forgets the conversation, /system TEXT sets the system message \
+(/system alone shows it, /system - removes it), /help, /exit; Ctrl-C stops an answer, Ctrl-D quits";
+
+impl ChatArgs {
+    fn flags(&self) -> SamplingFlags<'_> {
+        SamplingFlags {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+            stop: &self.stop,
+        }
+    }
+}
+
+pub fn run(args: ChatArgs) -> Result<()> {
+    engine::init_threads(args.threads)?;
+    args.flags().apply(&GenerationConfig::default())?;
+    let engine = Engine::load(&LoadRequest {
+        model: args.model.clone(),
+        tokenizer: args.tokenizer.clone(),
+        quantize: args.quantize,
+    })?;
+    let config = args.flags().apply(&engine.generation)?;
+    let renderer = engine.renderer()?;
+    let decoder = engine.decoder();
+    let mut lm = engine.lm();
+    let mut session = ChatSession::new(&mut lm, &decoder, &renderer, config, engine.stop_ids.clone());
+    session.set_system(args.system.clone());
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancel);
+    // Installed after loading, so Ctrl-C during a long load still ends the program.
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
+
+    let mut editor = DefaultEditor::new().context("starting the line editor")?;
+    eprintln!("chatlm chat: {} (loaded in {:.2}s)", engine.name, engine.load_s);
+    eprintln!("{HELP}");
+    let mut stdout = std::io::stdout();
+    loop {
+        let line = match editor.readline(">>> ") {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue, // Ctrl-C at the prompt: drop the line
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e).context("reading input"),
+        };
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        // History is a convenience: failing to record a line is not worth stopping for.
+        let _ = editor.add_history_entry(text);
+        if let Some(command) = text.strip_prefix('/') {
+            let (name, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
+            match (name, rest.trim()) {
+                ("exit" | "quit", _) => break,
+                ("help", _) => eprintln!("{HELP}"),
+                ("reset", _) => {
+                    session.reset();
+                    eprintln!("[conversation cleared]");
+                }
+                ("system", "") => match session.system() {
+                    Some(s) => eprintln!("[system: {s}]"),
+                    None => eprintln!("[no system message: the template's default applies]"),
+                },
+                ("system", "-") => {
+                    session.set_system(None);
+                    eprintln!("[system message removed]");
+                }
+                ("system", s) => {
+                    session.set_system(Some(s.to_string()));
+                    eprintln!("[system message set]");
+                }
+                _ => eprintln!("unknown command /{name}; {HELP}"),
+            }
+            continue;
+        }
+        cancel.store(false, Ordering::Relaxed);
+        let result = session.send_cancellable(text, &cancel, |piece| {
+            // A closed stdout shows up at the next read; nothing useful to do here.
+            let _ = stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush());
+        });
+        println!();
+        match result {
+            Ok(out) => match out.finish_reason {
+                FinishReason::Cancelled => eprintln!("[stopped]"),
+                FinishReason::Length => eprintln!("[cut at {} new tokens]", out.completion_tokens),
+                FinishReason::Stop => {}
+            },
+            // The conversation goes on: a turn that failed (e.g. too long for the context
+            // window) is not added to the history.
+            Err(e) => eprintln!("error: {e:#} (use /reset to start over)"),
+        }
+    }
+    Ok(())
+}
