@@ -8,6 +8,7 @@ metadata (len, vocab_size, special map, ...). Run: python3 scripts/reference/tok
 """
 import json, os, pathlib, random
 
+import tokenizers
 import transformers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -92,12 +93,16 @@ def main():
     result = {"transformers": transformers.__version__, "texts": texts, "tokenizers": {}}
     for name in ["llama3", "llama2", "phi3", "opt", "gpt2", "qwen2", "kobart"]:
         tok = load(name)
+        # the `tokenizers` library on tokenizer.json as is (what transformers 4 and llama.cpp's
+        # test vectors follow; transformers 5 rebuilds some classes' pipelines)
+        raw = tokenizers.Tokenizer.from_file(str(FIXTURES / "tokenizers" / name / "tokenizer.json"))
         rows = []
         for text in texts:
             with_special = tok.encode(text, add_special_tokens=True)
             rows.append({
                 "ids": with_special,
                 "ids_no_special": tok.encode(text, add_special_tokens=False),
+                "raw_ids_no_special": raw.encode(text, add_special_tokens=False).ids,
                 "tokens": tok.tokenize(text),
                 "decoded": tok.decode(with_special, skip_special_tokens=False),
                 "decoded_skip": tok.decode(with_special, skip_special_tokens=True),

@@ -187,6 +187,9 @@ pub struct TokenizerConfig {
     pub declared_added_tokens: Vec<DeclaredToken>,
     /// `generation_config.json`'s `eos_token_id` (int or list).
     pub generation_eos_token_ids: Vec<u32>,
+    /// Keep tokenizer.json's pipeline even for classes transformers 5 rebuilds
+    /// (see [`crate::LoadOptions`]).
+    pub keep_pipeline: bool,
 }
 
 /// An added token as a config file declares it.

@@ -33,4 +33,4 @@ pub use config::{ChatTemplateSource, DeclaredToken, PaddingSide, SpecialTokens, 
 pub use error::TokenizerError;
 pub use padding::{PadOptions, PaddedBatch};
 pub use stream::DecodeStream;
-pub use tokenizer::{clean_up_tokenization, Encoding, Tokenizer, END_OF_TURN_TOKENS};
+pub use tokenizer::{clean_up_tokenization, Encoding, LoadOptions, Tokenizer, END_OF_TURN_TOKENS};

@@ -37,6 +37,28 @@ const POST_PROCESSOR_FROM_FLAGS: [&str; 8] = [
     "CohereTokenizerFast",
 ];
 
+/// Choices when loading that transformers versions disagree on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Rebuild the pipeline of classes transformers 5 rebuilds (Llama: no legacy normalizer,
+    /// Metaspace "first"), as `AutoTokenizer` does today. `false` keeps tokenizer.json exactly as
+    /// the `tokenizers` library (and transformers 4, and llama.cpp's test vectors) reads it.
+    pub transformers_class_pipeline: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { transformers_class_pipeline: true }
+    }
+}
+
+impl LoadOptions {
+    /// tokenizer.json exactly as written (`tokenizers.Tokenizer.from_file`).
+    pub fn tokenizer_json_as_is() -> Self {
+        Self { transformers_class_pipeline: false }
+    }
+}
+
 /// Ids and byte offsets of one encoded text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Encoding {
@@ -71,9 +93,14 @@ impl Tokenizer {
     /// Loads like `AutoTokenizer.from_pretrained`: a model directory, a `tokenizer.json`
     /// (reading the config files beside it) or a `.gguf` file.
     pub fn from_pretrained(path: impl AsRef<Path>) -> Result<Self, TokenizerError> {
+        Self::from_pretrained_with(path, LoadOptions::default())
+    }
+
+    /// [`Tokenizer::from_pretrained`] with explicit [`LoadOptions`].
+    pub fn from_pretrained_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self, TokenizerError> {
         let path = path.as_ref();
         if path.is_dir() {
-            return Self::from_dir(path);
+            return Self::from_dir(path, options);
         }
         if !path.exists() {
             return Err(TokenizerError::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
@@ -83,17 +110,18 @@ impl Tokenizer {
         }
         if path.extension().is_some_and(|e| e == "json") {
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let config = if path.file_name().is_some_and(|n| n == "tokenizer.json") {
+            let mut config = if path.file_name().is_some_and(|n| n == "tokenizer.json") {
                 TokenizerConfig::from_dir(dir)?
             } else {
                 TokenizerConfig::default()
             };
+            config.keep_pipeline = !options.transformers_class_pipeline;
             return Self::from_parts(load_tokenizer_json(path)?, config, Some(path.to_owned()));
         }
         Err(TokenizerError::UnknownSource { path: path.to_owned() })
     }
 
-    fn from_dir(dir: &Path) -> Result<Self, TokenizerError> {
+    fn from_dir(dir: &Path, options: LoadOptions) -> Result<Self, TokenizerError> {
         let file = dir.join("tokenizer.json");
         if !file.is_file() {
             let hint = if dir.join("tokenizer.model").is_file() {
@@ -104,7 +132,8 @@ impl Tokenizer {
             };
             return Err(TokenizerError::MissingTokenizerJson { dir: dir.to_owned(), hint: hint.to_owned() });
         }
-        let config = TokenizerConfig::from_dir(dir)?;
+        let mut config = TokenizerConfig::from_dir(dir)?;
+        config.keep_pipeline = !options.transformers_class_pipeline;
         Self::from_parts(load_tokenizer_json(&file)?, config, Some(dir.to_owned()))
     }
 
@@ -164,8 +193,10 @@ impl Tokenizer {
             .with_truncation(None)
             .map_err(|e| TokenizerError::Load { path: source.clone().unwrap_or_default(), message: e.to_string() })?;
 
-        crate::classes::apply_class_pipeline(&mut inner, &mut config)
-            .map_err(|message| TokenizerError::Load { path: source.clone().unwrap_or_default(), message })?;
+        if !config.keep_pipeline {
+            crate::classes::apply_class_pipeline(&mut inner, &mut config)
+                .map_err(|message| TokenizerError::Load { path: source.clone().unwrap_or_default(), message })?;
+        }
 
         let mut declared = config.declared_added_tokens.clone();
         declared.sort_by_key(|t| t.id.unwrap_or(u32::MAX));

@@ -79,6 +79,27 @@ fn every_fixture_matches_transformers_on_the_corpus() {
     assert!(failures.is_empty(), "{} mismatches vs transformers:\n{}", failures.len(), failures[..failures.len().min(25)].join("\n"));
 }
 
+/// With `LoadOptions::tokenizer_json_as_is` every fixture equals the `tokenizers` library.
+#[test]
+fn tokenizer_json_as_is_matches_the_tokenizers_library() {
+    let Some(fixtures) = common::fixtures() else { return };
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(common::data("corpus.json")).expect("corpus.json")).expect("json");
+    let texts: Vec<&str> = expected["texts"].as_array().expect("texts").iter().map(|t| t.as_str().expect("text")).collect();
+    let mut failures = Vec::new();
+    for (name, want) in expected["tokenizers"].as_object().expect("tokenizers") {
+        let dir = fixtures.join("tokenizers").join(name);
+        let tok = Tokenizer::from_pretrained_with(&dir, chatlm_tokenizer::LoadOptions::tokenizer_json_as_is()).expect("load");
+        for (text, row) in texts.iter().zip(want["rows"].as_array().expect("rows")) {
+            let ids = tok.encode(text, false).expect("encode");
+            if ids != self::ids(&row["raw_ids_no_special"]) {
+                failures.push(format!("{name} {text:?}: {ids:?} vs {}", row["raw_ids_no_special"]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The seed examples of the issue, spelled out so a reader sees them.
 #[test]
 fn seed_examples() {
