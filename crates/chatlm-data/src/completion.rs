@@ -62,49 +62,11 @@ impl CompletionOnlyCollator {
     pub fn collate(&self, examples: &[Example]) -> Result<(Batch, Vec<CollatorWarning>)> {
         let mut batch = LmCollator { pad: self.pad.clone() }.collate(examples)?;
         let mut warnings = Vec::new();
-        let ign = self.ignore_index;
-        let resp = &self.response_token_ids;
         if let Some(Tensor::Matrix(labels)) = batch.get_mut("labels") {
             for (i, row) in labels.iter_mut().enumerate() {
-                let resp_starts = find_all(row, resp);
-                match &self.instruction_token_ids {
-                    None => match resp_starts.last() {
-                        // Last match wins: everything up to the end of the last response template is masked.
-                        Some(&s) => {
-                            let end = (s + resp.len()).min(row.len());
-                            row[..end].fill(ign);
-                        }
-                        None => {
-                            warnings.push(self.not_found(i, "response", &self.response_template_text));
-                            row.fill(ign);
-                        }
-                    },
-                    Some(instr) => {
-                        let resp_ends: Vec<usize> = resp_starts.iter().map(|s| s + resp.len()).collect();
-                        if resp_ends.is_empty() {
-                            warnings.push(self.not_found(i, "response", &self.response_template_text));
-                            row.fill(ign);
-                        }
-                        let mut human = find_all(row, instr);
-                        if human.is_empty() {
-                            warnings.push(self.not_found(i, "instruction", &self.instruction_template_text));
-                            row.fill(ign);
-                        }
-                        if !human.is_empty() && !resp_ends.is_empty() && human[0] > resp_ends[0] {
-                            human.insert(0, 0);
-                        }
-                        for (k, (&start, &end)) in human.iter().zip(&resp_ends).enumerate() {
-                            let end = end.min(row.len());
-                            // Python slices: an empty range when start >= end.
-                            let start = if k == 0 { 0 } else { start.min(end) };
-                            row[start..end].fill(ign);
-                        }
-                        if resp_ends.len() < human.len() {
-                            if let Some(&last) = human.last() {
-                                row[last..].fill(ign);
-                            }
-                        }
-                    }
+                for kind in mask_row(row, &self.response_token_ids, self.instruction_token_ids.as_deref(), self.ignore_index) {
+                    let tpl = if kind == "response" { &self.response_template_text } else { &self.instruction_template_text };
+                    warnings.push(self.not_found(i, kind, tpl));
                 }
             }
         }
@@ -162,6 +124,53 @@ impl CompletionOnlyCollator {
         batch.insert("max_length_q", Tensor::Vector(vec![max_len]));
         Ok(batch)
     }
+}
+
+/// Mask one row of labels like the collator: everything but the responses becomes `ign`. Returns which
+/// templates were not found (`"response"`, `"instruction"`), in the order Python warns about them.
+pub fn mask_row(row: &mut [i64], resp: &[i64], instr: Option<&[i64]>, ign: i64) -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    let resp_starts = find_all(row, resp);
+    match instr {
+        None => match resp_starts.last() {
+            // Last match wins: everything up to the end of the last response template is masked.
+            Some(&s) => {
+                let end = (s + resp.len()).min(row.len());
+                row[..end].fill(ign);
+            }
+            None => {
+                missing.push("response");
+                row.fill(ign);
+            }
+        },
+        Some(instr) => {
+            let resp_ends: Vec<usize> = resp_starts.iter().map(|s| s + resp.len()).collect();
+            if resp_ends.is_empty() {
+                missing.push("response");
+                row.fill(ign);
+            }
+            let mut human = find_all(row, instr);
+            if human.is_empty() {
+                missing.push("instruction");
+                row.fill(ign);
+            }
+            if !human.is_empty() && !resp_ends.is_empty() && human[0] > resp_ends[0] {
+                human.insert(0, 0);
+            }
+            for (k, (&start, &end)) in human.iter().zip(&resp_ends).enumerate() {
+                let end = end.min(row.len());
+                // Python slices: an empty range when start >= end.
+                let start = if k == 0 { 0 } else { start.min(end) };
+                row[start..end].fill(ign);
+            }
+            if resp_ends.len() < human.len() {
+                if let Some(&last) = human.last() {
+                    row[last..].fill(ign);
+                }
+            }
+        }
+    }
+    missing
 }
 
 /// Start indices of every occurrence of `pat` in `row` (overlapping matches included, like the Python loop).

@@ -9,8 +9,13 @@ pub mod collate;
 pub mod completion;
 pub mod error;
 pub mod features;
+pub mod format;
 pub mod options;
+pub mod hygiene;
+pub mod io;
 pub mod pack;
+pub mod prepare;
+pub mod sink;
 
 pub use collate::{
     FlatteningCollator, LmCollator, PadConfig, PaddingCollator, PaddingSide, TrlLmCollator, IGNORE_INDEX,
@@ -20,3 +25,8 @@ pub use error::{DataError, Result};
 pub use features::{Batch, Example, Tensor};
 pub use options::{build_collator, AnyCollator, TokenizerInfo};
 pub use pack::{pack, PackScope, Strategy};
+pub use format::DataFormat;
+pub use io::{InputKind, RecordReader};
+pub use prepare::{LabelMode, LossMode, PrepareConfig, Preparer, Summary, Truncation};
+pub use sink::{check_not_input, ExampleSink, OutputKind};
+pub use hygiene::{fix_tokenizer, HygieneOptions, HygieneReport};

@@ -1,0 +1,342 @@
+//! Streaming readers for JSONL, JSON, CSV and Parquet. Every reader yields `(row number, JSON object)`
+//! with 1-based row numbers (the line number for JSONL, the data row for CSV / Parquet / JSON arrays),
+//! so errors and skipped rows can be reported by number.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, SchemaRef};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use serde_json::{Map, Value};
+
+use crate::error::{DataError, Result};
+
+/// One input row: its 1-based number and its columns.
+pub type Record = (usize, Map<String, Value>);
+
+/// Input file kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// One JSON object per line (`.jsonl`, `.ndjson`).
+    Jsonl,
+    /// A JSON array of objects, or an object of equal-length columns (`.json`).
+    Json,
+    /// Comma-separated with a header row (`.csv`).
+    Csv,
+    /// Apache Parquet (`.parquet`).
+    Parquet,
+}
+
+impl InputKind {
+    /// From the file extension.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        match ext.as_str() {
+            "jsonl" | "ndjson" => Ok(InputKind::Jsonl),
+            "json" => Ok(InputKind::Json),
+            "csv" => Ok(InputKind::Csv),
+            "parquet" | "pq" => Ok(InputKind::Parquet),
+            _ => Err(DataError::Input {
+                path: path.to_path_buf(),
+                message: "unknown input type: expected .jsonl, .json, .csv or .parquet".into(),
+            }),
+        }
+    }
+}
+
+/// A streaming reader over the rows of one input.
+pub struct RecordReader {
+    path: PathBuf,
+    inner: Inner,
+    schema: Option<SchemaRef>,
+}
+
+enum Inner {
+    Lines { lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>, line: usize },
+    Buffered { rows: std::vec::IntoIter<Record> },
+    Csv { reader: BufReader<File>, header: Vec<String>, row: usize, line: usize },
+    Parquet { reader: ParquetRecordBatchReader, pending: std::vec::IntoIter<Record>, row: usize },
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> DataError {
+    DataError::Io { path: path.to_path_buf(), source }
+}
+
+impl RecordReader {
+    /// Open a file by extension.
+    pub fn open(path: &Path) -> Result<Self> {
+        let kind = InputKind::from_path(path)?;
+        let file = File::open(path).map_err(|e| io_err(path, e))?;
+        let p = path.to_path_buf();
+        let (inner, schema) = match kind {
+            InputKind::Jsonl => {
+                let r: Box<dyn Read + Send> = Box::new(file);
+                (Inner::Lines { lines: BufReader::with_capacity(1 << 20, r).lines(), line: 0 }, None)
+            }
+            InputKind::Json => (Inner::Buffered { rows: read_json(path, file)?.into_iter() }, None),
+            InputKind::Csv => {
+                let mut reader = BufReader::with_capacity(1 << 20, file);
+                let header = match read_csv_record(&mut reader).map_err(|e| io_err(path, e))? {
+                    Some((h, _)) => h,
+                    None => Vec::new(),
+                };
+                (Inner::Csv { reader, header, row: 0, line: 1 }, None)
+            }
+            InputKind::Parquet => {
+                let pq = |e: parquet::errors::ParquetError| DataError::Parquet { path: p.clone(), message: e.to_string() };
+                let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.with_batch_size(1024);
+                let schema = b.schema().clone();
+                (Inner::Parquet { reader: b.build().map_err(pq)?, pending: Vec::new().into_iter(), row: 0 }, Some(schema))
+            }
+        };
+        Ok(RecordReader { path: p, inner, schema })
+    }
+
+    /// JSONL from any reader (stdin), named `name` in errors.
+    pub fn jsonl_from(reader: Box<dyn Read + Send>, name: &str) -> Self {
+        RecordReader {
+            path: PathBuf::from(name),
+            inner: Inner::Lines { lines: BufReader::with_capacity(1 << 20, reader).lines(), line: 0 },
+            schema: None,
+        }
+    }
+
+    /// The Parquet file's Arrow schema (for checking column types before reading rows).
+    pub fn schema(&self) -> Option<&SchemaRef> {
+        self.schema.as_ref()
+    }
+
+    /// The input's path (or name).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn row_err(&self, row: usize, message: impl Into<String>) -> DataError {
+        DataError::Row { path: self.path.clone(), row, message: message.into() }
+    }
+}
+
+impl Iterator for RecordReader {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            Inner::Lines { lines, line } => loop {
+                *line += 1;
+                let n = *line;
+                let text = match lines.next()? {
+                    Ok(t) => t,
+                    Err(e) => return Some(Err(self.row_err(n, format!("unreadable line: {e}")))),
+                };
+                if text.trim().is_empty() {
+                    continue;
+                }
+                return Some(match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(m)) => Ok((n, m)),
+                    Ok(_) => Err(self.row_err(n, "line is JSON but not an object")),
+                    Err(e) => Err(self.row_err(n, format!("invalid JSON: {e}"))),
+                });
+            },
+            Inner::Buffered { rows } => rows.next().map(Ok),
+            Inner::Csv { reader, header, row, line } => {
+                let start = *line + 1;
+                let rec = match read_csv_record(reader) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return None,
+                    Err(e) => return Some(Err(DataError::Row { path: self.path.clone(), row: *row + 1, message: e.to_string() })),
+                };
+                *line += rec.1;
+                *row += 1;
+                let n = *row;
+                if rec.0.len() != header.len() {
+                    let message = format!("line {start}: {} fields, header has {}", rec.0.len(), header.len());
+                    return Some(Err(DataError::Row { path: self.path.clone(), row: n, message }));
+                }
+                let map = header.iter().cloned().zip(rec.0.into_iter().map(csv_value)).collect();
+                Some(Ok((n, map)))
+            }
+            Inner::Parquet { reader, pending, row } => loop {
+                if let Some(r) = pending.next() {
+                    return Some(Ok(r));
+                }
+                let batch = match reader.next()? {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return Some(Err(DataError::Parquet { path: self.path.clone(), message: e.to_string() }))
+                    }
+                };
+                match batch_to_records(&batch, *row) {
+                    Ok(v) => {
+                        *row += v.len();
+                        *pending = v.into_iter();
+                    }
+                    Err(m) => return Some(Err(DataError::Parquet { path: self.path.clone(), message: m })),
+                }
+            },
+        }
+    }
+}
+
+/// A CSV cell: JSON lists / objects written into cells (e.g. `input_ids`) are parsed, everything else is text.
+fn csv_value(s: String) -> Value {
+    let t = s.trim_start();
+    if t.starts_with('[') || t.starts_with('{') {
+        if let Ok(v) = serde_json::from_str(t) {
+            return v;
+        }
+    }
+    Value::String(s)
+}
+
+/// Read one RFC 4180 record (quoted fields may span lines). Returns the fields and the lines consumed.
+fn read_csv_record(r: &mut impl BufRead) -> std::io::Result<Option<(Vec<String>, usize)>> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut in_quotes = false;
+    let mut lines = 0;
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        if r.read_line(&mut buf)? == 0 {
+            if lines == 0 {
+                return Ok(None);
+            }
+            fields.push(std::mem::take(&mut field));
+            return Ok(Some((fields, lines)));
+        }
+        lines += 1;
+        let mut chars = buf.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (in_quotes, c) {
+                (true, '"') if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                (true, '"') => in_quotes = false,
+                (true, c) => field.push(c),
+                (false, '"') => in_quotes = true,
+                (false, ',') => fields.push(std::mem::take(&mut field)),
+                (false, '\r') if chars.peek() == Some(&'\n') => {}
+                (false, '\n') => {
+                    fields.push(std::mem::take(&mut field));
+                    return Ok(Some((fields, lines)));
+                }
+                (false, c) => field.push(c),
+            }
+        }
+    }
+}
+
+fn read_json(path: &Path, mut file: File) -> Result<Vec<Record>> {
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| io_err(path, e))?;
+    let bad = |m: String| DataError::Input { path: path.to_path_buf(), message: m };
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    match v {
+        Value::Array(rows) => rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Value::Object(m) => Ok((i + 1, m)),
+                _ => Err(DataError::Row { path: path.to_path_buf(), row: i + 1, message: "not a JSON object".into() }),
+            })
+            .collect(),
+        Value::Object(cols) => {
+            // Column-oriented `{"text": [...], ...}` (what `Dataset.to_dict()` gives).
+            let n = cols.values().next().and_then(Value::as_array).map_or(0, Vec::len);
+            let mut rows: Vec<Record> = (1..=n).map(|i| (i, Map::new())).collect();
+            for (k, col) in cols {
+                let arr = match col {
+                    Value::Array(a) if a.len() == n => a,
+                    _ => return Err(bad(format!("column `{k}` is not a list of {n} values"))),
+                };
+                for (r, v) in rows.iter_mut().zip(arr) {
+                    r.1.insert(k.clone(), v);
+                }
+            }
+            Ok(rows)
+        }
+        _ => Err(bad("expected an array of objects or an object of columns".into())),
+    }
+}
+
+fn batch_to_records(batch: &RecordBatch, first_row: usize) -> Result<Vec<Record>, String> {
+    let schema = batch.schema();
+    let cols: Vec<Vec<Value>> = batch.columns().iter().map(|c| array_values(c.as_ref())).collect::<Result<_, _>>()?;
+    let mut rows: Vec<Record> = (0..batch.num_rows()).map(|i| (first_row + i + 1, Map::new())).collect();
+    for (f, col) in schema.fields().iter().zip(cols) {
+        for (r, v) in rows.iter_mut().zip(col) {
+            r.1.insert(f.name().clone(), v);
+        }
+    }
+    Ok(rows)
+}
+
+/// Arrow array → JSON values, for the types `datasets` writes.
+fn array_values(a: &dyn Array) -> Result<Vec<Value>, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    macro_rules! prim {
+        ($t:ty) => {{
+            let p = a.as_primitive::<$t>();
+            (0..p.len()).map(|i| if p.is_null(i) { Value::Null } else { Value::from(p.value(i)) }).collect()
+        }};
+    }
+    let out: Vec<Value> = match a.data_type() {
+        DataType::Null => vec![Value::Null; a.len()],
+        DataType::Boolean => {
+            let b = a.as_boolean();
+            (0..b.len()).map(|i| if b.is_null(i) { Value::Null } else { Value::Bool(b.value(i)) }).collect()
+        }
+        DataType::Int8 => prim!(Int8Type),
+        DataType::Int16 => prim!(Int16Type),
+        DataType::Int32 => prim!(Int32Type),
+        DataType::Int64 => prim!(Int64Type),
+        DataType::UInt8 => prim!(UInt8Type),
+        DataType::UInt16 => prim!(UInt16Type),
+        DataType::UInt32 => prim!(UInt32Type),
+        DataType::UInt64 => prim!(UInt64Type),
+        DataType::Float32 => prim!(Float32Type),
+        DataType::Float64 => prim!(Float64Type),
+        DataType::Utf8 => {
+            let s = a.as_string::<i32>();
+            (0..s.len()).map(|i| if s.is_null(i) { Value::Null } else { Value::from(s.value(i)) }).collect()
+        }
+        DataType::LargeUtf8 => {
+            let s = a.as_string::<i64>();
+            (0..s.len()).map(|i| if s.is_null(i) { Value::Null } else { Value::from(s.value(i)) }).collect()
+        }
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            let vals = array_values(l.values().as_ref())?;
+            let off = l.value_offsets();
+            (0..l.len())
+                .map(|i| if l.is_null(i) { Value::Null } else { Value::Array(vals[off[i] as usize..off[i + 1] as usize].to_vec()) })
+                .collect()
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_list::<i64>();
+            let vals = array_values(l.values().as_ref())?;
+            let off = l.value_offsets();
+            (0..l.len())
+                .map(|i| if l.is_null(i) { Value::Null } else { Value::Array(vals[off[i] as usize..off[i + 1] as usize].to_vec()) })
+                .collect()
+        }
+        DataType::Struct(fields) => {
+            let s = a.as_struct();
+            let cols: Vec<Vec<Value>> = s.columns().iter().map(|c| array_values(c.as_ref())).collect::<Result<_, _>>()?;
+            (0..s.len())
+                .map(|i| {
+                    if s.is_null(i) {
+                        return Value::Null;
+                    }
+                    Value::Object(fields.iter().zip(&cols).map(|(f, c)| (f.name().clone(), c[i].clone())).collect())
+                })
+                .collect()
+        }
+        other => return Err(format!("unsupported Arrow column type {other}")),
+    };
+    Ok(out)
+}
