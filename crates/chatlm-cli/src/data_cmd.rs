@@ -68,7 +68,7 @@ struct PrepareArgs {
     /// Truncate rows to this many tokens (not when packing).
     #[arg(long)]
     max_length: Option<usize>,
-    /// keep-start or keep-end.
+    /// keep-start, keep-end, or error (an over-long row is reported by number; skipped with --skip-invalid).
     #[arg(long, default_value = "keep-start")]
     truncation: String,
     /// Packing: none, wrapped, bfd, bfd-split.
@@ -210,7 +210,8 @@ fn prepare(a: PrepareArgs) -> Result<()> {
         truncation: match a.truncation.as_str() {
             "keep-start" => Truncation::KeepStart,
             "keep-end" => Truncation::KeepEnd,
-            o => bail!("--truncation: expected keep-start or keep-end, got {o:?}"),
+            "error" => Truncation::Error,
+            o => bail!("--truncation: expected keep-start, keep-end or error, got {o:?}"),
         },
         pack: match a.pack.as_str() {
             "none" => None,
@@ -223,6 +224,9 @@ fn prepare(a: PrepareArgs) -> Result<()> {
     };
     let preparer = Preparer::new(&tok, template, cfg)?;
     let reader = RecordReader::open(&a.input)?;
+    if let Some(schema) = reader.schema() {
+        chatlm_data::io::check_schema(&a.input, schema, &a.text_field)?;
+    }
     let jsonl = a.jsonl || a.output.extension().is_some_and(|e| e == "jsonl");
     let mut sink = ExampleSink::create(&a.output, if jsonl { OutputKind::Jsonl } else { OutputKind::Parquet })?;
     let bar = indicatif::ProgressBar::new_spinner();

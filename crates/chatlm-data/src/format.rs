@@ -55,12 +55,20 @@ pub fn is_conversational_from_value(row: &Map<String, Value>) -> bool {
         .is_some_and(|m| m.contains_key("from") && m.contains_key("value"))
 }
 
-/// TRL's `maybe_convert_to_chatml`: `from` → `role`, `value` → `content`, `conversations` → `messages`.
+/// TRL's `maybe_convert_to_chatml`: `from` → `role`, `value` → `content`, `conversations` → `messages`;
+/// additionally ShareGPT's `human` / `gpt` become `user` / `assistant`.
 pub fn convert_to_chatml(row: &mut Map<String, Value>) {
     for key in ["prompt", "completion", "chosen", "rejected", "messages", "conversations"] {
         if let Some(Value::Array(msgs)) = row.get_mut(key) {
             for m in msgs.iter_mut().filter_map(Value::as_object_mut) {
                 if let Some(v) = m.remove("from") {
+                    // ShareGPT dumps say `human`/`gpt`; TRL passes them through verbatim and most chat templates
+                    // then render a bogus role, so they are mapped to the roles templates know.
+                    let v = match v.as_str() {
+                        Some("human") => Value::from("user"),
+                        Some("gpt") => Value::from("assistant"),
+                        _ => v,
+                    };
                     m.insert("role".into(), v);
                 }
                 if let Some(v) = m.remove("value") {

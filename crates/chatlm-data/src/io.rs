@@ -340,3 +340,42 @@ fn array_values(a: &dyn Array) -> Result<Vec<Value>, String> {
     };
     Ok(out)
 }
+
+/// Check the Arrow types of the columns the preparation reads, so a Parquet file with a wrong column type
+/// fails up front, naming the column, instead of failing on every row.
+pub fn check_schema(path: &Path, schema: &arrow_schema::Schema, text_field: &str) -> Result<()> {
+    fn is_text(t: &DataType) -> bool {
+        matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    }
+    fn is_list_of(t: &DataType, f: fn(&DataType) -> bool) -> bool {
+        match t {
+            DataType::List(i) | DataType::LargeList(i) => f(i.data_type()),
+            _ => false,
+        }
+    }
+    let is_int = |t: &DataType| t.is_integer();
+    let is_msgs = |t: &DataType| is_list_of(t, |i| matches!(i, DataType::Struct(_)));
+    for f in schema.fields() {
+        let t = f.data_type();
+        let ok = match f.name().as_str() {
+            "messages" | "conversations" => is_msgs(t),
+            "prompt" | "completion" => is_text(t) || is_msgs(t),
+            n if n == text_field => is_text(t),
+            "input_ids" | "labels" | "completion_mask" | "assistant_masks" => is_list_of(t, is_int),
+            _ => true,
+        };
+        if !ok {
+            let want = match f.name().as_str() {
+                "messages" | "conversations" => "a list of message structs",
+                "prompt" | "completion" => "a string or a list of message structs",
+                n if n == text_field => "a string",
+                _ => "a list of integers",
+            };
+            return Err(DataError::Input {
+                path: path.to_path_buf(),
+                message: format!("column `{}` has type {t}, expected {want}", f.name()),
+            });
+        }
+    }
+    Ok(())
+}

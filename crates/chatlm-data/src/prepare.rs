@@ -48,6 +48,8 @@ pub enum Truncation {
     KeepStart,
     /// Keep the last `max_length` tokens.
     KeepEnd,
+    /// An over-long row is an error (reported by row number; skipped with `skip_invalid`).
+    Error,
 }
 
 /// Settings of one preparation run (the CLI's flags).
@@ -378,6 +380,7 @@ impl<'a> Preparer<'a> {
         let mut warned = std::collections::BTreeMap::<String, usize>::new();
         loop {
             let mut chunk: Vec<Record> = Vec::with_capacity(self.cfg.chunk_rows);
+            let mut read_err: Option<DataError> = None;
             while chunk.len() < self.cfg.chunk_rows {
                 match records.next() {
                     None => break,
@@ -385,15 +388,23 @@ impl<'a> Preparer<'a> {
                     Some(Err(DataError::Row { path, row, message })) => {
                         sum.rows_in += 1;
                         if !self.cfg.skip_invalid {
-                            return Err(DataError::Row { path, row, message });
+                            // Rows before it may hold an earlier error: process them first.
+                            read_err = Some(DataError::Row { path, row, message });
+                            break;
                         }
                         sum.skipped.push((row, message));
                     }
-                    Some(Err(e)) => return Err(e),
+                    Some(Err(e)) => {
+                        read_err = Some(e);
+                        break;
+                    }
                 }
             }
             if chunk.is_empty() {
-                break;
+                match read_err {
+                    Some(e) => return Err(e),
+                    None => break,
+                }
             }
             sum.rows_in += chunk.len();
             let f = match fmt {
@@ -415,6 +426,15 @@ impl<'a> Preparer<'a> {
                     Ok((mut ex, w)) => {
                         for w in w {
                             *warned.entry(w).or_default() += 1;
+                        }
+                        let limit = if self.cfg.pack.is_some() { seq_length } else { self.cfg.max_length.unwrap_or(usize::MAX) };
+                        if self.cfg.truncation == Truncation::Error && ex.columns[0].1.len() > limit {
+                            let message = format!("{} tokens, over the limit of {limit}", ex.columns[0].1.len());
+                            if !self.cfg.skip_invalid {
+                                return Err(DataError::Row { path: input.to_path_buf(), row: n, message });
+                            }
+                            sum.skipped.push((n, message));
+                            continue;
                         }
                         if self.cfg.pack.is_none() {
                             if let Some(m) = self.cfg.max_length {
@@ -458,6 +478,9 @@ impl<'a> Preparer<'a> {
                 }
             }
             progress(sum.rows_in);
+            if let Some(e) = read_err {
+                return Err(e);
+            }
         }
         if let Some(s) = self.cfg.pack {
             if !pending.is_empty() {
@@ -469,6 +492,7 @@ impl<'a> Preparer<'a> {
             }
         }
         sum.format = fmt;
+        sum.skipped.sort_by_key(|s| s.0);
         if self.pad_id.is_some() && self.pad_id == self.tok.eos_token_id().map(i64::from) {
             let m = if self.cfg.labels == LabelMode::PadValue {
                 "PAD == EOS and --labels pad-value: every EOS label is -100, the model will not learn to stop"
@@ -528,6 +552,7 @@ pub fn truncate(ex: &mut Example, max: usize, mode: Truncation) -> bool {
                 Truncation::KeepEnd => {
                     v.drain(..v.len() - max);
                 }
+                Truncation::Error => {}
             }
         }
     }
