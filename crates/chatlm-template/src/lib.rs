@@ -58,7 +58,7 @@ pub struct Limits {
     /// minijinja fuel: one unit per instruction, 1/64 per byte of data produced. It bounds both time
     /// and memory (about `fuel * 64` bytes).
     pub fuel: u64,
-    /// Maximum size of the rendered prompt in bytes.
+    /// Maximum size of the rendered prompt in bytes (while rendering, fuel already bounds memory).
     pub max_output_bytes: usize,
     /// Maximum nesting of macro calls, includes and blocks.
     pub recursion: usize,
@@ -195,31 +195,43 @@ impl ChatTemplate {
 
     fn render_raw(&self, ctx: Value) -> Result<String, TemplateError> {
         let tpl = self.env.get_template(TEMPLATE_NAME).map_err(|e| render_error(&e))?;
-        let mut writer = LimitedWriter { buf: Vec::new(), limit: self.limits.max_output_bytes, exceeded: false };
-        let result = tpl.render_captured_to(ctx, &mut writer);
-        if writer.exceeded {
+        // Rendering into a String is several times cheaper per call than minijinja's io::Write
+        // path; while it runs, fuel bounds the memory (1/64 fuel per byte produced), and the size
+        // limit is enforced on the result.
+        let text = tpl.render(ctx).map_err(|e| render_error(&e))?;
+        if text.len() > self.limits.max_output_bytes {
             return Err(TemplateError::LimitExceeded(format!(
-                "the rendered prompt exceeds {} bytes",
+                "the rendered prompt is {} bytes, over the limit of {}",
+                text.len(),
                 self.limits.max_output_bytes
             )));
         }
-        result.map_err(|e| render_error(&e))?;
-        // minijinja only ever writes `str` fragments, so the bytes are UTF-8; checked anyway.
-        String::from_utf8(writer.buf).map_err(|e| TemplateError::Render { message: e.to_string(), line: None })
+        Ok(text)
     }
 }
 
 /// Builds the template's variables: special tokens, then kwargs over them, then the fixed arguments.
-fn context(req: &ChatRequest, messages: Vec<serde_json::Value>) -> Value {
+fn context(req: &ChatRequest, messages: Option<Vec<serde_json::Value>>) -> Value {
     let mut vars: Vec<(String, Value)> = Vec::with_capacity(req.special_tokens.len() + req.kwargs.len() + 4);
     for (k, v) in req.special_tokens.iter().chain(req.kwargs.iter()) {
         vars.push((k.clone(), json_to_value(v)));
     }
-    vars.push(("messages".into(), Value::from(messages.iter().map(json_to_value).collect::<Vec<_>>())));
+    let messages = messages.as_deref().unwrap_or(&req.messages);
+    vars.push(("messages".into(), Value::from(messages.iter().map(message_to_value).collect::<Vec<_>>())));
     vars.push(("tools".into(), req.tools.as_ref().map(|t| Value::from(t.iter().map(json_to_value).collect::<Vec<_>>())).unwrap_or(Value::from(()))));
     vars.push(("documents".into(), req.documents.as_ref().map(|t| Value::from(t.iter().map(json_to_value).collect::<Vec<_>>())).unwrap_or(Value::from(()))));
     vars.push(("add_generation_prompt".into(), Value::from(req.add_generation_prompt)));
     Value::from_pairs(vars)
+}
+
+/// A message as a template value, without its `null` keys (transformers 5 drops them).
+fn message_to_value(m: &serde_json::Value) -> Value {
+    match m {
+        serde_json::Value::Object(o) => {
+            Value::from_pairs(o.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.as_str(), json_to_value(v))))
+        }
+        other => json_to_value(other),
+    }
 }
 
 /// Converts JSON to a template value directly (faster than going through serde), keeping key order.
@@ -240,28 +252,6 @@ fn json_to_value(v: &serde_json::Value) -> Value {
         J::String(s) => Value::from(s.as_str()),
         J::Array(a) => Value::from(a.iter().map(json_to_value).collect::<Vec<_>>()),
         J::Object(o) => Value::from_pairs(o.iter().map(|(k, v)| (k.as_str(), json_to_value(v)))),
-    }
-}
-
-/// An `io::Write` into memory that refuses to grow past `limit` bytes.
-struct LimitedWriter {
-    buf: Vec<u8>,
-    limit: usize,
-    exceeded: bool,
-}
-
-impl std::io::Write for LimitedWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() + data.len() > self.limit {
-            self.exceeded = true;
-            return Err(std::io::Error::other("output limit"));
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

@@ -82,7 +82,9 @@ pub(crate) const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
 
 /// The checked and normalised inputs of one render.
 pub(crate) struct Prepared {
-    pub messages: Vec<Json>,
+    /// The rewritten messages, or `None` when the request's own messages can be used as they are
+    /// (minus their `null` keys, which the conversion to template values skips).
+    pub messages: Option<Vec<Json>>,
     /// The text of the continued message, when `continue_final_message` is set.
     pub continued: Option<String>,
 }
@@ -106,13 +108,12 @@ pub(crate) fn prepare(req: &ChatRequest, template_source: &str) -> Result<Prepar
     if req.messages.is_empty() {
         return Err(invalid("Cannot apply chat template to an empty conversation. Provide at least one message."));
     }
-    let mut messages = Vec::with_capacity(req.messages.len());
+    let mut needs_rewrite = req.continue_final_message != ContinueFinal::No;
     for m in &req.messages {
         let Json::Object(obj) = m else {
             return Err(invalid(format!("Chat messages should be dicts, but got {m}.")));
         };
-        let kept: Map<String, Json> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
-        messages.push(kept);
+        needs_rewrite |= REASONING_FIELDS.iter().any(|f| obj.get(*f).is_some_and(|v| !v.is_null()));
     }
     if req.continue_final_message != ContinueFinal::No && req.add_generation_prompt {
         return Err(invalid(
@@ -136,13 +137,23 @@ pub(crate) fn prepare(req: &ChatRequest, template_source: &str) -> Result<Prepar
             return Err(invalid("Documents should be a list of dicts with 'title' and 'text' keys!"));
         }
     }
-    let mut messages: Vec<Map<String, Json>> = messages.into_iter().map(alias_reasoning).collect();
+    if !needs_rewrite {
+        return Ok(Prepared { messages: None, continued: None });
+    }
+    // Copies without `null` keys, reasoning aliased, ready for the continue tag.
+    let mut messages: Vec<Map<String, Json>> = req
+        .messages
+        .iter()
+        .filter_map(Json::as_object)
+        .map(|obj| obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .map(alias_reasoning)
+        .collect();
     let continued = match &req.continue_final_message {
         ContinueFinal::No => None,
         ContinueFinal::Content => Some(mark_final(&mut messages, "content", template_source)?),
         ContinueFinal::Field(f) => Some(mark_final(&mut messages, f, template_source)?),
     };
-    Ok(Prepared { messages: messages.into_iter().map(Json::Object).collect(), continued })
+    Ok(Prepared { messages: Some(messages.into_iter().map(Json::Object).collect()), continued })
 }
 
 /// transformers' `_alias_reasoning_fields`: `{"thinking": r, **message, "reasoning_content": r}`.
