@@ -192,9 +192,13 @@ impl<'a> Preparer<'a> {
         }
         let tpl = self.template()?;
         let use_mask = mask && tpl.has_generation_blocks();
-        let opts = ApplyOptions { tokenize: true, return_assistant_tokens_mask: use_mask };
+        // Without a mask, render only and encode without offsets (the tokenizer's fast path): same ids.
+        let opts = ApplyOptions { tokenize: use_mask, return_assistant_tokens_mask: use_mask };
         let out = apply_chat_template(self.tok, tpl, &req, opts).map_err(|e| format!("template: {e}"))?;
-        let ids = ids64(out.ids.unwrap_or_default());
+        let ids = match out.ids {
+            Some(ids) => ids64(ids),
+            None => ids64(self.tok.encode(&out.text, false).map_err(|e| e.to_string())?),
+        };
         if mask && !use_mask {
             let m = self.prefix_assistant_mask(&req, &out.text)?;
             return Ok((ids, Some(m)));
