@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use chatlm_template::{
@@ -58,6 +59,9 @@ pub struct TemplateArgs {
     /// Read request lines from stdin and write one JSON result line each.
     #[arg(long, conflicts_with_all = ["messages", "tools", "documents", "continue_final_message", "add_generation_prompt"])]
     jsonl: bool,
+    /// Worker threads for `--jsonl` (default: all cores); output order always follows input order.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 pub fn run(args: TemplateArgs) -> Result<()> {
@@ -164,27 +168,66 @@ fn invalid(message: impl Into<String>) -> LineError {
     LineError { kind: "invalid_request", message: message.into() }
 }
 
-/// Caches shared by all lines of a stream.
-struct Session {
-    default_tokenizer: Option<PathBuf>,
-    default_template: Option<Arc<ChatTemplate>>,
-    tokenizers: HashMap<PathBuf, Arc<Tokenizer>>,
-    templates: HashMap<String, Arc<ChatTemplate>>,
+/// A fast non-cryptographic hasher (FxHash's word-at-a-time multiply) for the template cache:
+/// template sources are up to tens of kilobytes and are looked up once per line, where SipHash would
+/// cost as much as the render itself.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.add(u64::from_le_bytes(word));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
-impl Session {
-    fn tokenizer(&mut self, path: &Path) -> Result<Arc<Tokenizer>, LineError> {
-        if let Some(t) = self.tokenizers.get(path) {
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// What all workers of a stream share: the defaults and the loaded tokenizers.
+struct Shared {
+    default_tokenizer: Option<PathBuf>,
+    default_template: Option<Arc<ChatTemplate>>,
+    tokenizers: Mutex<HashMap<PathBuf, Arc<Tokenizer>>>,
+}
+
+impl Shared {
+    fn tokenizer(&self, path: &Path) -> Result<Arc<Tokenizer>, LineError> {
+        let mut cache = self.tokenizers.lock().map_err(|_| invalid("tokenizer cache poisoned"))?;
+        if let Some(t) = cache.get(path) {
             return Ok(t.clone());
         }
+        // Loaded under the lock: other workers wanting the same tokenizer wait instead of loading it again.
         let tok = Arc::new(
             Tokenizer::from_pretrained(path)
                 .map_err(|e| invalid(format!("cannot load tokenizer from {}: {e}", path.display())))?,
         );
-        self.tokenizers.insert(path.to_path_buf(), tok.clone());
+        cache.insert(path.to_path_buf(), tok.clone());
         Ok(tok)
     }
+}
 
+/// One worker's compiled-template cache.
+struct Session<'a> {
+    shared: &'a Shared,
+    templates: HashMap<String, Arc<ChatTemplate>, BuildHasherDefault<FxHasher>>,
+}
+
+impl Session<'_> {
     fn template(&mut self, source: &str) -> Result<Arc<ChatTemplate>, LineError> {
         if let Some(t) = self.templates.get(source) {
             return Ok(t.clone());
@@ -205,10 +248,10 @@ impl Session {
         };
         let tok_path = match obj.get("tokenizer") {
             Some(Value::String(p)) => Some(PathBuf::from(p)),
-            Some(Value::Null) | None => self.default_tokenizer.clone(),
+            Some(Value::Null) | None => self.shared.default_tokenizer.clone(),
             Some(_) => return Err(invalid("\"tokenizer\" must be a path string")),
         };
-        let tokenizer = tok_path.as_deref().map(|p| self.tokenizer(p)).transpose()?;
+        let tokenizer = tok_path.as_deref().map(|p| self.shared.tokenizer(p)).transpose()?;
         let request = build_request(&mut obj, tokenizer.as_deref())?;
         let flag = |name: &str| -> Result<bool, LineError> {
             match obj.get(name) {
@@ -226,7 +269,7 @@ impl Session {
                 let text = select_template(&source, None, has_tools)?.to_string();
                 self.template(&text)?
             }
-            Some(Value::Null) | None => match (&self.default_template, &tokenizer) {
+            Some(Value::Null) | None => match (&self.shared.default_template, &tokenizer) {
                 (Some(t), _) => t.clone(),
                 (None, Some(tok)) => {
                     let source = tok.chat_template().ok_or_else(|| invalid("the tokenizer has no chat template"))?;
@@ -254,6 +297,16 @@ impl Session {
             out.insert("assistant_masks".into(), json!(m));
         }
         Ok(Value::Object(out))
+    }
+
+    /// The output line for one input line (an `{"error": ...}` object when it fails).
+    fn answer_line(&mut self, line: &str) -> Vec<u8> {
+        let answer = self.answer(line).unwrap_or_else(|e| json!({"error": {"kind": e.kind, "message": e.message}}));
+        let mut out = serde_json::to_vec(&answer).unwrap_or_else(|e| {
+            format!("{{\"error\":{{\"kind\":\"render\",\"message\":\"cannot encode the answer: {e}\"}}}}").into_bytes()
+        });
+        out.push(b'\n');
+        out
     }
 }
 
@@ -311,29 +364,65 @@ fn build_request(obj: &mut Map<String, Value>, tokenizer: Option<&Tokenizer>) ->
     Ok(req)
 }
 
+/// Lines handed to the workers at a time; large enough to amortise thread start-up, small enough
+/// that results stream out.
+const BATCH: usize = 512;
+
 fn run_jsonl(args: &TemplateArgs) -> Result<()> {
     let default_template = args.template.as_ref().map(ChatTemplate::from_file).transpose()?.map(Arc::new);
-    let mut session = Session {
+    let shared = Shared {
         default_tokenizer: args.tokenizer.clone(),
         default_template,
-        tokenizers: HashMap::new(),
-        templates: HashMap::new(),
+        tokenizers: Mutex::new(HashMap::new()),
     };
     if let Some(path) = &args.tokenizer {
         // Fail early and clearly on a bad default tokenizer rather than on every line.
-        session.tokenizer(path).map_err(|e| anyhow::anyhow!(e.message))?;
+        shared.tokenizer(path).map_err(|e| anyhow::anyhow!(e.message))?;
     }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let mut sessions: Vec<Session> =
+        (0..threads).map(|_| Session { shared: &shared, templates: HashMap::default() }).collect();
     let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    for line in stdin.lock().lines() {
-        let line = line.context("reading request lines from stdin")?;
-        if line.trim().is_empty() {
-            continue;
+    loop {
+        let mut batch = Vec::with_capacity(BATCH);
+        for line in lines.by_ref() {
+            let line = line.context("reading request lines from stdin")?;
+            if !line.trim().is_empty() {
+                batch.push(line);
+            }
+            if batch.len() == BATCH {
+                break;
+            }
         }
-        let answer = session.answer(&line).unwrap_or_else(|e| json!({"error": {"kind": e.kind, "message": e.message}}));
-        serde_json::to_writer(&mut out, &answer)?;
-        out.write_all(b"\n")?;
+        if batch.is_empty() {
+            break;
+        }
+        let chunk = batch.len().div_ceil(threads);
+        let answers: Vec<Vec<Vec<u8>>> = if threads == 1 || batch.len() < 2 {
+            vec![batch.iter().map(|l| sessions[0].answer_line(l)).collect()]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = sessions
+                    .iter_mut()
+                    .zip(batch.chunks(chunk))
+                    .map(|(session, lines)| scope.spawn(move || lines.iter().map(|l| session.answer_line(l)).collect()))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+            })
+        };
+        let written: usize = answers.iter().map(Vec::len).sum();
+        if written != batch.len() {
+            bail!("a worker thread failed while answering request lines");
+        }
+        for line in answers.iter().flatten() {
+            out.write_all(line)?;
+        }
     }
     out.flush()?;
     Ok(())
