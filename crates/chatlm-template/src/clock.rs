@@ -140,7 +140,10 @@ impl DateTime {
                 break;
             };
             let num = |v: u32, width: usize| if no_pad { v.to_string() } else { format!("{v:0width$}") };
-            let hour12 = if self.hour % 12 == 0 { 12 } else { self.hour % 12 };
+            let hour12 = match self.hour % 12 {
+                0 => 12,
+                h => h,
+            };
             let piece = match spec {
                 'a' => WEEKDAYS[self.weekday()][..3].to_string(),
                 'A' => WEEKDAYS[self.weekday()].to_string(),

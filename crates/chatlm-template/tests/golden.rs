@@ -21,7 +21,7 @@ struct Entry {
     tokens: serde_json::Map<String, Value>,
 }
 
-fn load_templates(dir: &PathBuf) -> HashMap<String, Entry> {
+fn load_templates(dir: &std::path::Path) -> HashMap<String, Entry> {
     let text = std::fs::read_to_string(dir.join("chat_templates/templates.json")).expect("templates.json");
     let list: Vec<Value> = serde_json::from_str(&text).expect("templates.json is JSON");
     let mut out = HashMap::new();
