@@ -61,12 +61,25 @@ CONFIGS = {
 }
 
 
+# The stock Llama 3 template with the assistant turns wrapped in {% generation %}: renders byte-identically, so
+# the assistant mask from these spans is also what chatlm's prefix-rendering fallback must find on the stock one.
+LLAMA3_GENERATION = (
+    "{% for message in messages %}{% if loop.index0 == 0 %}{{ bos_token }}{% endif %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] | trim + '<|eot_id|>' }}{% endgeneration %}"
+    "{% else %}{{ message['content'] | trim + '<|eot_id|>' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+
 def prepare(tok, rows, cfg):
+    cfg = dict(cfg)
+    template = cfg.pop("template", None)
     args = SFTConfig(output_dir="/tmp/chatlm-ref-sft", report_to=[], use_cpu=True, bf16=False, **cfg)
     fake = SimpleNamespace(
         _tokenizer=tok,
         completion_only_loss=("prompt" in rows[0]) if args.completion_only_loss is None else args.completion_only_loss,
-        chat_template=None,
+        chat_template=LLAMA3_GENERATION if template else None,
     )
     ds = SFTTrainer._prepare_dataset(fake, Dataset.from_list(rows), tok, args, args.packing, None, "train")
     keep = [c for c in ("input_ids", "labels", "seq_lengths") if c in ds.column_names]
@@ -89,6 +102,17 @@ def main():
                 out = prepare(tok, rows, cfg)
                 cases.append({"name": f"{tname}/{dname}/{cname}", "tokenizer": tname, "input": f"{dname}.jsonl",
                               "config": cfg, "expected": out})
+    (OUT / "prepare_inputs" / "llama3_generation.jinja").write_text(LLAMA3_GENERATION)
+    tok = AutoTokenizer.from_pretrained(tok_path("llama3"))
+    assert tok.apply_chat_template(INPUTS["messages"][1]["messages"], tokenize=False) == tok.apply_chat_template(
+        INPUTS["messages"][1]["messages"], tokenize=False, chat_template=LLAMA3_GENERATION)
+    for dname in ("messages", "sharegpt", "conv_pc"):
+        for cname, cfg in (("assistant", dict(max_length=None, assistant_only_loss=True, template="llama3_generation.jinja")),
+                           ("assistant-bfd64", dict(max_length=64, packing=True, packing_strategy="bfd",
+                                                    assistant_only_loss=True, template="llama3_generation.jinja"))):
+            out = prepare(tok, INPUTS[dname], cfg)
+            cases.append({"name": f"llama3/{dname}/{cname}", "tokenizer": "llama3", "input": f"{dname}.jsonl",
+                          "config": cfg, "expected": out})
     write("prepare.json", {"versions": versions(), "cases": cases})
 
 

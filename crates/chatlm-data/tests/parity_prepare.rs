@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use chatlm_data::{ExampleSink, LossMode, OutputKind, PackScope, PrepareConfig, Preparer, RecordReader, Strategy, Truncation};
+use chatlm_template::ChatTemplate;
 use chatlm_tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -32,6 +33,9 @@ fn config(c: &Value) -> PrepareConfig {
     if c["completion_only_loss"].as_bool() == Some(false) {
         cfg.loss = Some(LossMode::All);
     }
+    if c["assistant_only_loss"].as_bool() == Some(true) {
+        cfg.loss = Some(LossMode::Assistant);
+    }
     cfg
 }
 
@@ -53,24 +57,33 @@ fn prepare_matches_sft_trainer() {
         let tok = toks
             .entry(tname.to_string())
             .or_insert_with(|| Tokenizer::from_pretrained(fx.join("tokenizers").join(tname)).unwrap());
-        let prep = Preparer::new(tok, None, config(&case["config"])).unwrap();
-        let input = data(&format!("prepare_inputs/{}", case["input"].as_str().unwrap()));
-        let out = dir.join("out.jsonl");
-        let mut sink = ExampleSink::create(&out, OutputKind::Jsonl).unwrap();
-        prep.run(&input, RecordReader::open(&input).unwrap(), &mut sink, &|_| {}).unwrap_or_else(|e| panic!("{name}: {e}"));
-        sink.finish().unwrap();
-        let got: Vec<Value> =
-            std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let want = case["expected"].as_object().unwrap();
-        for (k, col) in want {
-            let col = col.as_array().unwrap();
-            assert_eq!(got.len(), col.len(), "{name}: rows");
-            for (i, (g, w)) in got.iter().zip(col).enumerate() {
-                assert_eq!(&g[k], w, "{name}: row {i} column {k}");
+        // Assistant-loss cases run twice: with the {% generation %} template TRL used, and with the stock
+        // template (no generation blocks), where the prefix-rendering fallback must find the same tokens.
+        let templates: Vec<Option<ChatTemplate>> = match case["config"]["template"].as_str() {
+            Some(t) => vec![Some(ChatTemplate::from_file(data(&format!("prepare_inputs/{t}"))).unwrap()), None],
+            None => vec![None],
+        };
+        for template in templates {
+            let which = if template.is_some() { "generation template" } else { "tokenizer template" };
+            let prep = Preparer::new(tok, template, config(&case["config"])).unwrap();
+            let input = data(&format!("prepare_inputs/{}", case["input"].as_str().unwrap()));
+            let out = dir.join("out.jsonl");
+            let mut sink = ExampleSink::create(&out, OutputKind::Jsonl).unwrap();
+            prep.run(&input, RecordReader::open(&input).unwrap(), &mut sink, &|_| {}).unwrap_or_else(|e| panic!("{name}: {e}"));
+            sink.finish().unwrap();
+            let got: Vec<Value> =
+                std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let want = case["expected"].as_object().unwrap();
+            for (k, col) in want {
+                let col = col.as_array().unwrap();
+                assert_eq!(got.len(), col.len(), "{name} ({which}): rows");
+                for (i, (g, w)) in got.iter().zip(col).enumerate() {
+                    assert_eq!(&g[k], w, "{name} ({which}): row {i} column {k}");
+                }
             }
-        }
-        for g in &got {
-            assert_eq!(g.as_object().unwrap().len(), want.len(), "{name}: columns");
+            for g in &got {
+                assert_eq!(g.as_object().unwrap().len(), want.len(), "{name}: columns");
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
