@@ -157,7 +157,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
             },
             // The conversation goes on: a turn that failed (e.g. too long for the context
             // window) is not added to the history.
-            Err(e) => eprintln!("error: {e:#} (use /reset to start over)"),
+            Err(e) => eprintln!("error: {:#} (use /reset to start over)", anyhow::Error::from(e)),
         }
     }
     Ok(())

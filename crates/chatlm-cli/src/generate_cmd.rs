@@ -155,6 +155,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         eprintln!("chatlm: note: decoding is greedy (no --temperature > 0): --top-k/--top-p/--min-p/--seed have no effect");
     }
     let prompt = prompt_ids(&engine, &args)?;
+    let vocab = engine.model.config().vocab_size;
+    if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= vocab) {
+        bail!("prompt token id {bad} is outside the vocabulary of {vocab} of {}", engine.name);
+    }
     let stop_ids = if args.ignore_eos { Vec::new() } else { engine.stop_ids.clone() };
 
     let mut lm = engine.lm();

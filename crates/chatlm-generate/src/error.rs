@@ -1,4 +1,7 @@
 //! Typed errors of the generation engine.
+//!
+//! Wrapped errors are reported through `source()`, not repeated in the message, so a
+//! chain printer (anyhow's `{:#}`) shows each cause once.
 
 use thiserror::Error;
 
@@ -53,7 +56,7 @@ pub enum GenerateError {
     #[error("all logits are -inf or NaN after processing; nothing to sample")]
     NoCandidates,
     /// `generation_config.json` could not be read or parsed.
-    #[error("generation config {path}: {source}")]
+    #[error("generation config {path} could not be read")]
     Config {
         /// File that failed.
         path: String,
@@ -62,12 +65,12 @@ pub enum GenerateError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The model's forward pass failed.
-    #[error("model forward failed: {0}")]
+    #[error("model forward failed")]
     Model(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Rendering the chat template or encoding the prompt failed.
-    #[error("rendering the chat prompt failed: {0}")]
+    #[error("rendering the chat prompt failed")]
     Render(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Decoding generated ids to text failed.
-    #[error("decoding ids to text failed: {0}")]
+    #[error("decoding ids to text failed")]
     Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
