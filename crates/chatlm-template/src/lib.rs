@@ -99,6 +99,9 @@ const TEMPLATE_NAME: &str = "chat_template";
 #[derive(Debug)]
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The top-level variables the template reads: the rest of a request cannot influence the
+    /// output, so it is never converted into template values (tool schemas are the costly part).
+    variables: std::collections::HashSet<String>,
     source: String,
     has_generation: bool,
     limits: Limits,
@@ -131,7 +134,11 @@ impl ChatTemplate {
             let e = env.add_template_owned(TEMPLATE_NAME, base).err().unwrap_or(e);
             return Err(syntax_error(&e, &source));
         }
-        Ok(ChatTemplate { env, source, has_generation, limits })
+        let variables = env
+            .get_template(TEMPLATE_NAME)
+            .map(|t| t.undeclared_variables(false))
+            .map_err(|e| syntax_error(&e, &source))?;
+        Ok(ChatTemplate { env, variables, source, has_generation, limits })
     }
 
     /// Reads and compiles a template file (a `.jinja` file as saved by transformers, or any text
@@ -170,7 +177,7 @@ impl ChatTemplate {
                 "the request contains U+FDD0/U+FDD1, reserved for {% generation %} tracking".into(),
             ));
         }
-        let ctx = context(req, prepared.messages);
+        let ctx = context(req, prepared.messages, &self.variables);
         let raw = {
             let _clock = env::ClockGuard::set(req.now);
             self.render_raw(ctx)?
@@ -210,16 +217,27 @@ impl ChatTemplate {
     }
 }
 
-/// Builds the template's variables: special tokens, then kwargs over them, then the fixed arguments.
-fn context(req: &ChatRequest, messages: Option<Vec<serde_json::Value>>) -> Value {
+/// Builds the template's variables: special tokens, then kwargs over them, then the fixed arguments
+/// (only those in `used`: the others cannot change the output).
+fn context(
+    req: &ChatRequest,
+    messages: Option<Vec<serde_json::Value>>,
+    used: &std::collections::HashSet<String>,
+) -> Value {
     let mut vars: Vec<(String, Value)> = Vec::with_capacity(req.special_tokens.len() + req.kwargs.len() + 4);
     for (k, v) in req.special_tokens.iter().chain(req.kwargs.iter()) {
-        vars.push((k.clone(), json_to_value(v)));
+        if used.contains(k) {
+            vars.push((k.clone(), json_to_value(v)));
+        }
     }
+    let list = |name: &str, l: &Option<Vec<serde_json::Value>>| match l {
+        Some(items) if used.contains(name) => Value::from(items.iter().map(json_to_value).collect::<Vec<_>>()),
+        _ => Value::from(()),
+    };
     let messages = messages.as_deref().unwrap_or(&req.messages);
     vars.push(("messages".into(), Value::from(messages.iter().map(message_to_value).collect::<Vec<_>>())));
-    vars.push(("tools".into(), req.tools.as_ref().map(|t| Value::from(t.iter().map(json_to_value).collect::<Vec<_>>())).unwrap_or(Value::from(()))));
-    vars.push(("documents".into(), req.documents.as_ref().map(|t| Value::from(t.iter().map(json_to_value).collect::<Vec<_>>())).unwrap_or(Value::from(()))));
+    vars.push(("tools".into(), list("tools", &req.tools)));
+    vars.push(("documents".into(), list("documents", &req.documents)));
     vars.push(("add_generation_prompt".into(), Value::from(req.add_generation_prompt)));
     Value::from_pairs(vars)
 }
