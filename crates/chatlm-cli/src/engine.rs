@@ -179,10 +179,10 @@ impl Engine {
         stop_ids.extend(&generation.eos_token_id);
         stop_ids.sort_unstable();
         stop_ids.dedup();
+        // Ids past the model's vocabulary (a tokenizer with more added tokens than the
+        // embedding has rows) can never be generated; they would only confuse padding.
         let vocab = model.config().vocab_size;
-        if let Some(&bad) = stop_ids.iter().find(|&&id| id as usize >= vocab) {
-            bail!("stop token id {bad} of {name} is outside the model's vocabulary of {vocab}");
-        }
+        stop_ids.retain(|&id| (id as usize) < vocab);
         Ok(Engine { model, tokenizer, template, generation, stop_ids, load_s, name })
     }
 

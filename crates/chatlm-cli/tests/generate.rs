@@ -175,3 +175,24 @@ fn default_model_fetch_failure_says_what_to_do() {
     assert!(!cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf").exists());
     std::fs::remove_dir_all(cache).unwrap();
 }
+
+#[test]
+fn model_directory_samples_with_its_generation_config() {
+    let fixtures = std::env::var("CHATLM_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures")));
+    let tokenizer = fixtures.join("tokenizers/llama3");
+    if !tokenizer.is_dir() {
+        println!("skipped: fixtures not found");
+        return;
+    }
+    // The tiny llama3 directory's generation_config.json: do_sample, temperature 0.7, top_p 0.9.
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../chatlm-model/tests/data/llama3");
+    let ids = |extra: &[&str]| {
+        let args = ["generate", "--model", model, "--tokenizer", tokenizer.to_str().unwrap(), "--prompt-ids", "[1, 2, 3]", "--max-new-tokens", "16", "--json"];
+        json(&run(&[&args[..], extra].concat()))["ids"].clone()
+    };
+    let sampled = ids(&[]);
+    assert_eq!(sampled, ids(&[]), "default seed: reproducible");
+    assert_ne!(sampled, ids(&["--temperature", "0"]), "the generation config samples; --temperature 0 is greedy");
+}
