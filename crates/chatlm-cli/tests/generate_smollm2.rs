@@ -41,6 +41,8 @@ struct Outcome {
     answers_equal: usize,
     runs_equal: usize,
     cases: usize,
+    /// Answers of llama.cpp with an f32 KV cache equal to its own f16-KV answers.
+    llama_self_equal: usize,
 }
 
 fn check_file(data: &Path, dir: &Path) -> Option<Outcome> {
@@ -55,7 +57,7 @@ fn check_file(data: &Path, dir: &Path) -> Option<Outcome> {
         return None;
     }
     let stops = ids(&reference["stop_ids"]);
-    let mut outcome = Outcome { answers_equal: 0, runs_equal: 0, cases: 0 };
+    let mut outcome = Outcome { answers_equal: 0, runs_equal: 0, cases: 0, llama_self_equal: 0 };
     for (n, case) in reference["cases"].as_array().unwrap().iter().enumerate() {
         let want_run = ids(&case["long_ids"]);
         let want_answer = ids(&case["answer_ids"]);
@@ -74,6 +76,8 @@ fn check_file(data: &Path, dir: &Path) -> Option<Outcome> {
             case["prompt_ids"].as_array().unwrap().len(),
             "case {n}: the chat template + tokenizer give another prompt length than transformers"
         );
+        let llama_f32_kv = ids(&case["answer_ids_f32_kv"]);
+        outcome.llama_self_equal += usize::from(llama_f32_kv == want_answer);
         let got_run = ids(&got["ids"]);
         let got_answer = through_stop(&got_run, &stops);
         outcome.cases += 1;
@@ -100,8 +104,10 @@ fn check_file(data: &Path, dir: &Path) -> Option<Outcome> {
         );
     }
     println!(
-        "{}: {}/{} answers equal llama.cpp's through the stop token, {}/{} whole stop-ignored runs",
-        reference["gguf"], outcome.answers_equal, outcome.cases, outcome.runs_equal, outcome.cases
+        "{}: {}/{} answers equal llama.cpp's through the stop token, {}/{} whole stop-ignored runs; \
+         for scale, llama.cpp with an f32 KV cache equals its own f16-KV answers in {}/{}",
+        reference["gguf"], outcome.answers_equal, outcome.cases, outcome.runs_equal, outcome.cases,
+        outcome.llama_self_equal, outcome.cases
     );
     Some(outcome)
 }
@@ -121,26 +127,27 @@ fn smollm2_greedy_matches_llamacpp_up_to_near_ties() {
     }
 }
 
+/// On the f16 GGUF the answer is the expected sentence. On Q4_1 and Q8_0 the first token is a
+/// near-tie that the 8-bit activations of the quantized products tip to "L'" — in llama.cpp
+/// as in chatlm (see the reference data); the exact f32 expansion of Q4_1 picks "The" by 0.08.
 #[test]
 fn capital_of_france() {
     let Some(dir) = model_dir() else {
         println!("skipped: SmolLM2 GGUF not found (set CHATLM_SMOLLM2 or run scripts/fetch-smollm2.sh)");
         return;
     };
-    for quant in ["Q8_0", "F16"] {
-        let gguf = dir.join(format!("SmolLM2-135M-Instruct.{quant}.gguf"));
-        if !gguf.is_file() {
-            println!("skipped {quant}: {} not found", gguf.display());
-            continue;
-        }
-        let out = Command::new(env!("CARGO_BIN_EXE_chatlm"))
-            .args(["generate", "--model", gguf.to_str().unwrap(), "--prompt", "What is the capital of France?", "--json"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!((got["text"].as_str(), got["finish_reason"].as_str()), (Some("The capital of France is Paris."), Some("stop")), "{quant}");
+    let gguf = dir.join("SmolLM2-135M-Instruct.F16.gguf");
+    if !gguf.is_file() {
+        println!("skipped: {} not found", gguf.display());
+        return;
     }
+    let out = Command::new(env!("CARGO_BIN_EXE_chatlm"))
+        .args(["generate", "--model", gguf.to_str().unwrap(), "--prompt", "What is the capital of France?", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((got["text"].as_str(), got["finish_reason"].as_str()), (Some("The capital of France is Paris."), Some("stop")));
 }
 
 #[cfg(unix)]
