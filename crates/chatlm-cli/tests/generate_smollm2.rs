@@ -174,3 +174,24 @@ fn default_model_comes_from_the_cache() {
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got["completion_tokens"], 4);
 }
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let Some(dir) = model_dir() else {
+        println!("skipped: SmolLM2 GGUF not found (set CHATLM_SMOLLM2 or run scripts/fetch-smollm2.sh)");
+        return;
+    };
+    let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let run = |seed: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_chatlm"))
+            .args(["generate", "--model", gguf.to_str().unwrap(), "--prompt", "Write a haiku about the sea."])
+            .args(["--temperature", "1.0", "--top-p", "0.95", "--seed", seed, "--max-new-tokens", "24", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["ids"].clone()
+    };
+    let a = run("11");
+    assert_eq!(a, run("11"));
+    assert_ne!(a, run("12"));
+}
