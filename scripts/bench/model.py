@@ -92,7 +92,9 @@ def measured(cmd: list, env: dict) -> dict:
     return result
 
 
-def ours_binary() -> Path:
+def ours_binary(build: bool) -> Path:
+    if not build:
+        return ROOT / "target" / "release" / "examples" / "model_bench"
     subprocess.run(
         ["cargo", "build", "--release", "--quiet", "-p", "chatlm-model", "--example", "model_bench"],
         cwd=ROOT, check=True,
@@ -109,6 +111,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--nice", type=int, default=0,
                     help="niceness of both engines' processes (negative: ahead of other load on a shared machine)")
+    ap.add_argument("--no-build", action="store_true", help="use the model_bench binary already built")
     ap.add_argument("--llama-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     global NICE
@@ -117,7 +120,7 @@ def main() -> None:
         llama_child(args.llama_child, args.threads, args.prompt_tokens, args.gen_tokens)
         return
 
-    binary = ours_binary()
+    binary = ours_binary(not args.no_build)
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     shape = [str(args.prompt_tokens), str(args.gen_tokens), str(args.threads)]
     print(f"threads={args.threads} prompt={args.prompt_tokens} gen={args.gen_tokens} repeats={args.repeats} "

@@ -10,6 +10,12 @@
 //! `dequantize`), and in-situ quantization of full-precision weights to Q8_0/Q4_K while
 //! loading ([`Quantization`]).
 //!
+//! Kernels ([`kernels`]): GGUF matrices in Q4_0, Q4_1, Q8_0, f16 and f32 (and in-situ
+//! quantized Q8_0) are multiplied by our own CPU kernels — q8 activations, int8 dot products,
+//! AVX2 chosen at run time, a persistent thread pool. The K formats (Q4_K, Q5_K, Q6_K) have
+//! scalar kernels of ours but run on candle's SIMD kernels on AVX2 machines until ours exist.
+//! The kernel threads follow `CHATLM_THREADS`, else `RAYON_NUM_THREADS`.
+//!
 //! Threads: candle sizes its CPU work from `RAYON_NUM_THREADS` and, when that is unset,
 //! re-reads `/proc/cpuinfo` on every matrix product (candle 0.11), which costs more than the
 //! product on small models. Binaries should set `RAYON_NUM_THREADS` (e.g. from `--threads`)
