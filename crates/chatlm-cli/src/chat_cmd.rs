@@ -88,6 +88,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
         model: args.model.clone(),
         tokenizer: args.tokenizer.clone(),
         quantize: args.quantize,
+        dequantize: false,
     })?;
     let config = args.flags().apply(&engine.generation)?;
     let renderer = engine.renderer()?;

@@ -123,6 +123,8 @@ pub struct LoadRequest {
     pub tokenizer: Option<PathBuf>,
     /// `--quantize`.
     pub quantize: Option<Quantization>,
+    /// `--dequantize`: expand GGUF blocks to f32 (transformers' exact computation).
+    pub dequantize: bool,
 }
 
 /// A model ready to generate: weights, tokenizer, chat template and defaults.
@@ -160,7 +162,7 @@ impl Engine {
             ModelSource::Gguf(path) | ModelSource::Directory(path) => path.display().to_string(),
         };
         let start = Instant::now();
-        let options = LoadOptions { quantize: req.quantize, ..LoadOptions::default() };
+        let options = LoadOptions { quantize: req.quantize, dequantize: req.dequantize, ..LoadOptions::default() };
         let model = Model::from_source(&source, &options).with_context(|| format!("loading model {name}"))?;
         let tokenizer = load_tokenizer(&source, req.tokenizer.as_deref())?;
         let load_s = start.elapsed().as_secs_f64();

@@ -70,6 +70,10 @@ pub struct GenerateArgs {
     /// Quantize full-precision weights while loading: q8_0 or q4_k.
     #[arg(long)]
     pub quantize: Option<Quantization>,
+    /// Expand a GGUF's quantized blocks to f32 and compute like transformers does on the same
+    /// file (slow and 4-8x the memory; for comparisons with transformers).
+    #[arg(long, conflicts_with = "quantize")]
+    pub dequantize: bool,
     /// Worker threads (default: all available cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -149,6 +153,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         model: args.model.clone(),
         tokenizer: args.tokenizer.clone(),
         quantize: args.quantize,
+        dequantize: args.dequantize,
     })?;
     let config = args.flags().apply(&engine.generation)?;
     if args.flags().ignored_when_greedy(&config) {
