@@ -178,3 +178,49 @@ pub(crate) unsafe fn f16_rows<const N: usize>(w: &[u8], x: &[&[f32]; N], out: &m
 pub(crate) unsafe fn f32_rows<const N: usize>(w: &[u8], x: &[&[f32]; N], out: &mut [f32; N]) {
     dense::<N, false>(w, x, out)
 }
+
+/// Four weight rows against one activation row (decode): the activation block is loaded
+/// once for the four rows, whose chains of FMAs are independent.
+#[inline(always)]
+unsafe fn rows4<const FORMAT: u8>(w: &[&[u8]; 4], x: &[BlockQ8], out: &mut [f32; 4]) {
+    // FORMAT: 0 = Q4_0, 1 = Q4_1, 2 = Q8_0.
+    let bytes = [18, 20, 34][FORMAT as usize];
+    let blocks = w[0].len() / bytes;
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut offsets = [0.0f32; 4];
+    for b in 0..blocks {
+        let a = x.get_unchecked(b);
+        let y = q8_bytes(a);
+        for r in 0..4 {
+            let p = w[r].as_ptr().add(b * bytes);
+            let d = f16(p);
+            let dot = if FORMAT == 2 {
+                let q = _mm256_loadu_si256(p.add(2) as *const __m256i);
+                dot_u8_i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q))
+            } else {
+                let m = if FORMAT == 1 { f16(p.add(2)) } else { -8.0 * d };
+                offsets[r] += m * a.s;
+                dot_u8_i8(nibbles(p.add(if FORMAT == 1 { 4 } else { 2 })), y)
+            };
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), dot, acc[r]);
+        }
+    }
+    for r in 0..4 {
+        out[r] = hsum(acc[r]) + offsets[r];
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q4_0_rows4(w: &[&[u8]; 4], x: &[BlockQ8], out: &mut [f32; 4]) {
+    rows4::<0>(w, x, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q4_1_rows4(w: &[&[u8]; 4], x: &[BlockQ8], out: &mut [f32; 4]) {
+    rows4::<1>(w, x, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q8_0_rows4(w: &[&[u8]; 4], x: &[BlockQ8], out: &mut [f32; 4]) {
+    rows4::<2>(w, x, out)
+}

@@ -213,7 +213,17 @@ impl CpuKernels {
             }
             for i in i..m {
                 let x = [acts.row(i, m)];
-                for r in tile..tile_end {
+                let mut r = tile;
+                while r + 4 <= tile_end {
+                    let rows = [w.row(r), w.row(r + 1), w.row(r + 2), w.row(r + 3)];
+                    let Some(y) = self.dot_rows4(w.format, &rows, x[0]) else { break };
+                    for (k, v) in y.into_iter().enumerate() {
+                        // SAFETY: as above.
+                        unsafe { *out.0.add(i * n + r + k) = v };
+                    }
+                    r += 4;
+                }
+                for r in r..tile_end {
                     let [v] = self.dot::<1>(w.format, w.row(r), &x);
                     // SAFETY: as above.
                     unsafe { *out.0.add(i * n + r) = v };
@@ -221,6 +231,27 @@ impl CpuKernels {
             }
             tile = tile_end;
         }
+    }
+
+    /// Four weight rows against one activation row, where a kernel for that exists.
+    #[inline]
+    fn dot_rows4(&self, format: BlockFormat, w: &[&[u8]; 4], x: ActRow) -> Option<[f32; 4]> {
+        let mut out = [0.0f32; 4];
+        #[cfg(target_arch = "x86_64")]
+        if let (Isa::Avx2, ActRow::Q8(x)) = (self.isa, x) {
+            // SAFETY: as in `dot`: the CPU has the features, the rows are whole.
+            unsafe {
+                match format {
+                    BlockFormat::Q4_1 => avx2::q4_1_rows4(w, x, &mut out),
+                    BlockFormat::Q4_0 => avx2::q4_0_rows4(w, x, &mut out),
+                    BlockFormat::Q8_0 => avx2::q8_0_rows4(w, x, &mut out),
+                    _ => return None,
+                }
+            }
+            return Some(out);
+        }
+        let _ = (format, w, x, &mut out);
+        None
     }
 
     /// One weight row against `N` activation rows.
