@@ -22,8 +22,17 @@ pub struct TokenizeArgs {
     /// Read `{"text", "add_special_tokens"?}` lines from stdin, write `{"ids": [...]}` lines.
     #[arg(long, conflicts_with = "text")]
     jsonl: bool,
+    /// Tokenize every line of a text file (in parallel batches), writing `{"ids": [...]}` lines.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "jsonl"])]
+    lines: Option<PathBuf>,
+    /// With --lines: print only the totals, not the ids.
+    #[arg(long, requires = "lines")]
+    count: bool,
+    /// With --lines: print timing (encode only, excluding file reading) to stderr as JSON.
+    #[arg(long, requires = "lines")]
+    stats: bool,
     /// The text to tokenize.
-    #[arg(required_unless_present = "jsonl")]
+    #[arg(required_unless_present_any = ["jsonl", "lines"])]
     text: Option<String>,
 }
 
@@ -55,6 +64,9 @@ pub fn run_tokenize(args: TokenizeArgs) -> Result<()> {
     let add_special = !args.no_special_tokens;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    if let Some(path) = &args.lines {
+        return tokenize_lines(&tokenizer, path, add_special, args.count, args.stats, &mut out);
+    }
     if args.jsonl {
         for (index, line) in std::io::stdin().lock().lines().enumerate() {
             let line_no = index + 1;
@@ -85,6 +97,52 @@ pub fn run_tokenize(args: TokenizeArgs) -> Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// Lines per parallel batch: large enough to keep both cores busy, small enough to stream.
+const LINES_PER_BATCH: usize = 8192;
+
+fn tokenize_lines(
+    tokenizer: &Tokenizer,
+    path: &std::path::Path,
+    add_special: bool,
+    count_only: bool,
+    stats: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let started = std::time::Instant::now();
+    let mut encode_time = std::time::Duration::ZERO;
+    let mut tokens = 0usize;
+    for batch in lines.chunks(LINES_PER_BATCH) {
+        let t = std::time::Instant::now();
+        let ids = tokenizer.encode_batch(batch, add_special).with_context(|| format!("tokenizing {}", path.display()))?;
+        encode_time += t.elapsed();
+        tokens += ids.iter().map(Vec::len).sum::<usize>();
+        if !count_only {
+            for row in ids {
+                serde_json::to_writer(&mut *out, &serde_json::json!({ "ids": row }))?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    if count_only {
+        writeln!(out, "{}", serde_json::json!({ "lines": lines.len(), "tokens": tokens }))?;
+    }
+    out.flush()?;
+    if stats {
+        let secs = encode_time.as_secs_f64();
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "lines": lines.len(), "bytes": text.len(), "tokens": tokens,
+                "encode_s": secs, "total_s": started.elapsed().as_secs_f64(),
+                "mb_per_s": text.len() as f64 / 1e6 / secs, "threads": rayon::current_num_threads(),
+            })
+        );
+    }
     Ok(())
 }
 
