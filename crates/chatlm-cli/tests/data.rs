@@ -226,3 +226,35 @@ fn tokenizer_fix_gives_distinct_pad_and_loads_in_transformers() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "<s>user\nhi</s>\n\n");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn prepare_formatting_and_response_template_match_completion_only_collator() {
+    let Some(fx) = fixtures() else { return eprintln!("skipped: fixtures not found") };
+    let refs = reference("completion_only.json");
+    let case = refs["cases"].as_array().unwrap().iter().find(|c| c["name"] == "llama3/qa-response-string").unwrap().clone();
+    let d = tmpdir("fmt");
+    let input = d.join("qa.jsonl");
+    // The tutorial's "### Question: ... ### Answer: ..." formatting of the first two reference texts.
+    std::fs::write(
+        &input,
+        "{\"q\": \"What is the capital of France?\", \"a\": \"Paris.\"}\n{\"q\": \"한국의 수도는 어디인가요?\", \"a\": \"서울입니다.\"}\n",
+    )
+    .unwrap();
+    let out = d.join("out.jsonl");
+    let tok = fx.join("tokenizers/llama3");
+    let (rc, _, err) = chatlm(
+        &["data", "prepare", input.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "--output", out.to_str().unwrap(),
+          "--formatting", "### Question: {q}\n ### Answer: {a}", "--response-template", " ### Answer:", "--labels", "pad-value"],
+        None,
+    );
+    assert_eq!(rc, 0, "{err}");
+    assert!(err.contains("PAD == EOS and --labels pad-value"), "{err}");
+    let got: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (i, g) in got.iter().enumerate() {
+        let ids = g["input_ids"].as_array().unwrap();
+        assert_eq!(ids, case["rows"][i]["input_ids"].as_array().unwrap(), "row {i} ids");
+        let want: Vec<_> = case["expected"]["labels"][i].as_array().unwrap()[..ids.len()].to_vec();
+        assert_eq!(g["labels"].as_array().unwrap(), &want, "row {i} labels");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
