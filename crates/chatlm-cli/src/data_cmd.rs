@@ -22,7 +22,7 @@ pub struct DataArgs {
 #[derive(Subcommand)]
 enum DataCmd {
     /// Format, tokenize, mask and (optionally) pack a dataset like TRL's SFTTrainer, into Parquet or JSONL.
-    Prepare(PrepareArgs),
+    Prepare(Box<PrepareArgs>),
     /// Collate JSONL rows from stdin into one batch, printed as JSON (transformers / TRL collators).
     Collate(CollateArgs),
     /// Pack JSONL rows from stdin like `trl.pack_dataset`; packed rows go to stdout as JSONL.
@@ -141,7 +141,7 @@ struct TokenizerArgs {
 
 pub fn run(args: DataArgs) -> Result<()> {
     match args.cmd {
-        DataCmd::Prepare(a) => prepare(a),
+        DataCmd::Prepare(a) => prepare(*a),
         DataCmd::Collate(a) => collate(a),
         DataCmd::Pack(a) => pack_cmd(a),
         DataCmd::Tokenizer(a) => tokenizer_cmd(a),

@@ -55,7 +55,8 @@ pub struct ExampleSink {
 
 enum SinkInner {
     Jsonl(BufWriter<File>),
-    Parquet(Option<ArrowWriter<File>>, File),
+    // Boxed: the Arrow writer is large and the JSONL variant small.
+    Parquet(Option<Box<ArrowWriter<File>>>, File),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
@@ -110,7 +111,7 @@ impl ExampleSink {
                 if writer.is_none() {
                     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
                     let f = file.try_clone().map_err(io(&tmp))?;
-                    *writer = Some(ArrowWriter::try_new(f, batch.schema(), Some(props)).map_err(pq)?);
+                    *writer = Some(Box::new(ArrowWriter::try_new(f, batch.schema(), Some(props)).map_err(pq)?));
                 }
                 if let Some(w) = writer.as_mut() {
                     w.write(&batch).map_err(pq)?;
