@@ -258,3 +258,25 @@ fn prepare_formatting_and_response_template_match_completion_only_collator() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn explicit_prompt_completion_format_accepts_conversational_rows_and_global_packing() {
+    let Some(fx) = fixtures() else { return eprintln!("skipped: fixtures not found") };
+    let d = tmpdir("pc");
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../chatlm-data/tests/data/prepare_inputs/conv_pc.jsonl");
+    let tok = fx.join("tokenizers/phi3");
+    let out = d.join("o.jsonl");
+    let (rc, _, err) = chatlm(
+        &["data", "prepare", input.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "--output", out.to_str().unwrap(),
+          "--format", "prompt-completion", "--pack", "bfd-split", "--seq-length", "16", "--pack-scope", "global"],
+        None,
+    );
+    assert_eq!(rc, 0, "{err}");
+    assert!(err.contains("ConversationalPromptCompletion"), "{err}");
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(rows.iter().all(|r| r["input_ids"].as_array().unwrap().len() <= 16));
+    let total: usize = rows.iter().map(|r| r["seq_lengths"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).sum::<usize>()).sum();
+    let tokens: usize = rows.iter().map(|r| r["input_ids"].as_array().unwrap().len()).sum();
+    assert_eq!(total, tokens);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -412,6 +412,11 @@ impl<'a> Preparer<'a> {
             }
             sum.rows_in += chunk.len();
             let f = match fmt {
+                // `--format prompt-completion` covers both plain and conversational prompt/completion rows.
+                Some(DataFormat::PromptCompletion) if format::is_conversational(&chunk[0].1) => {
+                    fmt = Some(DataFormat::ConversationalPromptCompletion);
+                    DataFormat::ConversationalPromptCompletion
+                }
                 Some(f) => f,
                 None => {
                     let mut first = chunk[0].1.clone();
