@@ -31,30 +31,8 @@ pub struct ChatArgs {
     /// System message, first in every prompt (change it with /system).
     #[arg(long)]
     system: Option<String>,
-    /// New tokens per answer at most [default: the model's generation config, else 512].
-    #[arg(long)]
-    max_new_tokens: Option<usize>,
-    /// Sampling temperature; 0 is greedy [default: greedy].
-    #[arg(long)]
-    temperature: Option<f32>,
-    /// Keep the k most likely tokens when sampling (0 disables).
-    #[arg(long)]
-    top_k: Option<usize>,
-    /// Nucleus sampling mass, in (0, 1].
-    #[arg(long)]
-    top_p: Option<f32>,
-    /// Drop tokens less likely than this fraction of the top token, in [0, 1].
-    #[arg(long)]
-    min_p: Option<f32>,
-    /// CTRL repetition penalty (> 0; 1 disables).
-    #[arg(long)]
-    repetition_penalty: Option<f32>,
-    /// Seed of the sampling RNG.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// A string that ends an answer; repeatable.
-    #[arg(long = "stop", value_name = "STR")]
-    stop: Vec<String>,
+    #[command(flatten)]
+    sampling: SamplingFlags,
     /// Quantize full-precision weights while loading: q8_0 or q4_k.
     #[arg(long)]
     quantize: Option<Quantization>,
@@ -66,31 +44,16 @@ pub struct ChatArgs {
 const HELP: &str = "commands: /reset forgets the conversation, /system TEXT sets the system message \
 (/system alone shows it, /system - removes it), /help, /exit; Ctrl-C stops an answer, Ctrl-D quits";
 
-impl ChatArgs {
-    fn flags(&self) -> SamplingFlags<'_> {
-        SamplingFlags {
-            max_new_tokens: self.max_new_tokens,
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: self.min_p,
-            repetition_penalty: self.repetition_penalty,
-            seed: self.seed,
-            stop: &self.stop,
-        }
-    }
-}
-
 pub fn run(args: ChatArgs) -> Result<()> {
     engine::init_threads(args.threads)?;
-    args.flags().apply(&GenerationConfig::default())?;
+    args.sampling.apply(&GenerationConfig::default())?;
     let engine = Engine::load(&LoadRequest {
         model: args.model.clone(),
         tokenizer: args.tokenizer.clone(),
         quantize: args.quantize,
         dequantize: false,
     })?;
-    let config = args.flags().apply(&engine.generation)?;
+    let config = args.sampling.apply(&engine.generation)?;
     let renderer = engine.renderer()?;
     let decoder = engine.decoder();
     let mut lm = engine.lm();

@@ -39,6 +39,31 @@ pub struct GenerateArgs {
     /// The prompt as token ids: a JSON array inline, or a file holding one.
     #[arg(long, value_name = "JSON")]
     pub prompt_ids: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingFlags,
+    /// Keep generating past the model's stop tokens (until --max-new-tokens).
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Quantize full-precision weights while loading: q8_0 or q4_k.
+    #[arg(long)]
+    pub quantize: Option<Quantization>,
+    /// Expand a GGUF's quantized blocks to f32 and compute like transformers does on the same
+    /// file (slow and 4-8x the memory; for comparisons with transformers).
+    #[arg(long, conflicts_with = "quantize")]
+    pub dequantize: bool,
+    /// Worker threads (default: all available cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object (ids, text, finish_reason, token counts, timings) instead of
+    /// streaming the text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Sampling and stopping flags as they override a base configuration (shared by
+/// `generate` and `chat`).
+#[derive(Args)]
+pub struct SamplingFlags {
     /// New tokens at most [default: the model's generation config, else 512].
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
@@ -64,38 +89,9 @@ pub struct GenerateArgs {
     /// A string that ends the answer (cut from the text); repeatable.
     #[arg(long = "stop", value_name = "STR")]
     pub stop: Vec<String>,
-    /// Keep generating past the model's stop tokens (until --max-new-tokens).
-    #[arg(long)]
-    pub ignore_eos: bool,
-    /// Quantize full-precision weights while loading: q8_0 or q4_k.
-    #[arg(long)]
-    pub quantize: Option<Quantization>,
-    /// Expand a GGUF's quantized blocks to f32 and compute like transformers does on the same
-    /// file (slow and 4-8x the memory; for comparisons with transformers).
-    #[arg(long, conflicts_with = "quantize")]
-    pub dequantize: bool,
-    /// Worker threads (default: all available cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Print one JSON object (ids, text, finish_reason, token counts, timings) instead of
-    /// streaming the text.
-    #[arg(long)]
-    pub json: bool,
 }
 
-/// Sampling and stopping flags as they override a base configuration.
-pub struct SamplingFlags<'a> {
-    pub max_new_tokens: Option<usize>,
-    pub temperature: Option<f32>,
-    pub top_k: Option<usize>,
-    pub top_p: Option<f32>,
-    pub min_p: Option<f32>,
-    pub repetition_penalty: Option<f32>,
-    pub seed: Option<u64>,
-    pub stop: &'a [String],
-}
-
-impl SamplingFlags<'_> {
+impl SamplingFlags {
     /// `base` (the model's generation config) with the flags applied, validated.
     pub fn apply(&self, base: &GenerationConfig) -> Result<GenerationConfig> {
         let mut cfg = base.clone();
@@ -130,33 +126,18 @@ impl SamplingFlags<'_> {
     }
 }
 
-impl GenerateArgs {
-    fn flags(&self) -> SamplingFlags<'_> {
-        SamplingFlags {
-            max_new_tokens: self.max_new_tokens,
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: self.min_p,
-            repetition_penalty: self.repetition_penalty,
-            seed: self.seed,
-            stop: &self.stop,
-        }
-    }
-}
-
 pub fn run(args: GenerateArgs) -> Result<()> {
     engine::init_threads(args.threads)?;
     // Bad flags fail before a model is loaded (or fetched).
-    args.flags().apply(&GenerationConfig::default())?;
+    args.sampling.apply(&GenerationConfig::default())?;
     let engine = Engine::load(&LoadRequest {
         model: args.model.clone(),
         tokenizer: args.tokenizer.clone(),
         quantize: args.quantize,
         dequantize: args.dequantize,
     })?;
-    let config = args.flags().apply(&engine.generation)?;
-    if args.flags().ignored_when_greedy(&config) {
+    let config = args.sampling.apply(&engine.generation)?;
+    if args.sampling.ignored_when_greedy(&config) {
         eprintln!("chatlm: note: decoding is greedy (no --temperature > 0): --top-k/--top-p/--min-p/--seed have no effect");
     }
     let prompt = prompt_ids(&engine, &args)?;
