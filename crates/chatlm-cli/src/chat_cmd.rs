@@ -41,6 +41,12 @@ pub struct ChatArgs {
     threads: Option<usize>,
 }
 
+/// Repetition penalty of an interactive chat when neither `--repetition-penalty` nor the model's
+/// generation config sets one. Greedy decoding of small chat models (the default SmolLM2-135M)
+/// loops on a phrase within a few dozen tokens; llama.cpp's interactive CLI long used 1.1 for
+/// the same reason. `generate` keeps transformers' default (1.0) so its output stays comparable.
+const CHAT_REPETITION_PENALTY: f32 = 1.1;
+
 const HELP: &str = "commands: /reset forgets the conversation, /system TEXT sets the system message \
 (/system alone shows it, /system - removes it), /help, /exit; Ctrl-C stops an answer, Ctrl-D quits";
 
@@ -53,7 +59,10 @@ pub fn run(args: ChatArgs) -> Result<()> {
         quantize: args.quantize,
         dequantize: false,
     })?;
-    let config = args.sampling.apply(&engine.generation)?;
+    let mut config = args.sampling.apply(&engine.generation)?;
+    if args.sampling.repetition_penalty.is_none() && engine.generation.repetition_penalty == 1.0 {
+        config.repetition_penalty = CHAT_REPETITION_PENALTY;
+    }
     let renderer = engine.renderer()?;
     let decoder = engine.decoder();
     let mut lm = engine.lm();
