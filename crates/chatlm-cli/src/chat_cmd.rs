@@ -5,13 +5,11 @@
 //! generation loop checks before every token); at the prompt it clears the line.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chatlm_generate::{ChatSession, FinishReason, GenerationConfig};
-use chatlm_model::Quantization;
 use clap::Args;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
@@ -21,24 +19,13 @@ use crate::generate_cmd::SamplingFlags;
 
 #[derive(Args)]
 pub struct ChatArgs {
-    /// Model: a .gguf file, a model directory, a hub cache folder or `org/name`
-    /// (default: SmolLM2-135M-Instruct, fetched on first use).
-    #[arg(long)]
-    model: Option<String>,
-    /// Tokenizer files to use instead of the model's own (a directory, tokenizer.json or .gguf).
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    load: LoadRequest,
     /// System message, first in every prompt (change it with /system).
     #[arg(long)]
     system: Option<String>,
     #[command(flatten)]
     sampling: SamplingFlags,
-    /// Quantize full-precision weights while loading: q8_0 or q4_k.
-    #[arg(long)]
-    quantize: Option<Quantization>,
-    /// Worker threads (default: all available cores).
-    #[arg(long)]
-    threads: Option<usize>,
 }
 
 /// Repetition penalty of an interactive chat when neither `--repetition-penalty` nor the model's
@@ -51,14 +38,9 @@ const HELP: &str = "commands: /reset forgets the conversation, /system TEXT sets
 (/system alone shows it, /system - removes it), /help, /exit; Ctrl-C stops an answer, Ctrl-D quits";
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    engine::init_threads(args.threads)?;
+    engine::init_threads(args.load.threads)?;
     args.sampling.apply(&GenerationConfig::default())?;
-    let engine = Engine::load(&LoadRequest {
-        model: args.model.clone(),
-        tokenizer: args.tokenizer.clone(),
-        quantize: args.quantize,
-        dequantize: false,
-    })?;
+    let engine = Engine::load(&args.load)?;
     let mut config = args.sampling.apply(&engine.generation)?;
     if args.sampling.repetition_penalty.is_none() && engine.generation.repetition_penalty == 1.0 {
         config.repetition_penalty = CHAT_REPETITION_PENALTY;

@@ -113,17 +113,24 @@ with zipfile.ZipFile(wheel) as z:
     Ok(())
 }
 
-/// What to load, from the common flags of the model-running subcommands.
-#[derive(Debug, Clone, Default)]
+/// What to load: the model flags `generate` and `chat` share (flattened into both).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct LoadRequest {
-    /// `--model`: a .gguf file, a model directory, a hub cache folder or `org/name`;
-    /// `None` means the default model.
+    /// Model: a .gguf file, a model directory, a hub cache folder or `org/name`
+    /// (default: SmolLM2-135M-Instruct, fetched on first use).
+    #[arg(long)]
     pub model: Option<String>,
-    /// `--tokenizer`: tokenizer files to use instead of the model's own.
+    /// Tokenizer files to use instead of the model's own (a directory, tokenizer.json or .gguf).
+    #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// `--quantize`.
+    /// Quantize full-precision weights while loading: q8_0 or q4_k.
+    #[arg(long)]
     pub quantize: Option<Quantization>,
-    /// `--dequantize`: expand GGUF blocks to f32 (transformers' exact computation).
+    /// Worker threads (default: all available cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Expand GGUF blocks to f32 (transformers' exact computation); set by `generate --dequantize`.
+    #[arg(skip)]
     pub dequantize: bool,
 }
 

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use chatlm_generate::{generate, GenerationConfig};
-use chatlm_model::Quantization;
 use clap::{ArgGroup, Args};
 use serde_json::Value;
 
@@ -18,13 +17,8 @@ const DEFAULT_MAX_NEW_TOKENS: usize = 512;
 #[derive(Args)]
 #[command(group(ArgGroup::new("input").required(true).args(["prompt", "messages", "prompt_ids"])))]
 pub struct GenerateArgs {
-    /// Model: a .gguf file, a model directory, a hub cache folder or `org/name`
-    /// (default: SmolLM2-135M-Instruct, fetched on first use).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Tokenizer files to use instead of the model's own (a directory, tokenizer.json or .gguf).
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    pub load: LoadRequest,
     /// The user's message; the chat template is applied with the generation prompt
     /// unless --raw.
     #[arg(long)]
@@ -44,16 +38,10 @@ pub struct GenerateArgs {
     /// Keep generating past the model's stop tokens (until --max-new-tokens).
     #[arg(long)]
     pub ignore_eos: bool,
-    /// Quantize full-precision weights while loading: q8_0 or q4_k.
-    #[arg(long)]
-    pub quantize: Option<Quantization>,
     /// Expand a GGUF's quantized blocks to f32 and compute like transformers does on the same
     /// file (slow and 4-8x the memory; for comparisons with transformers).
     #[arg(long, conflicts_with = "quantize")]
     pub dequantize: bool,
-    /// Worker threads (default: all available cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Print one JSON object (ids, text, finish_reason, token counts, timings) instead of
     /// streaming the text.
     #[arg(long)]
@@ -127,15 +115,10 @@ impl SamplingFlags {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    engine::init_threads(args.threads)?;
+    engine::init_threads(args.load.threads)?;
     // Bad flags fail before a model is loaded (or fetched).
     args.sampling.apply(&GenerationConfig::default())?;
-    let engine = Engine::load(&LoadRequest {
-        model: args.model.clone(),
-        tokenizer: args.tokenizer.clone(),
-        quantize: args.quantize,
-        dequantize: args.dequantize,
-    })?;
+    let engine = Engine::load(&LoadRequest { dequantize: args.dequantize, ..args.load.clone() })?;
     let config = args.sampling.apply(&engine.generation)?;
     if args.sampling.ignored_when_greedy(&config) {
         eprintln!("chatlm: note: decoding is greedy (no --temperature > 0): --top-k/--top-p/--min-p/--seed have no effect");
