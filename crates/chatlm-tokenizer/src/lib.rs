@@ -8,6 +8,7 @@
 //! - [`Tokenizer`] — load, encode/decode, vocabulary, special tokens, stop ids
 //! - [`TokenizerConfig`], [`SpecialTokens`], [`ChatTemplateSource`] — the config files
 //! - [`PadOptions`] / [`PaddedBatch`] — batch padding and truncation
+//! - `fast` — the hand-written encode path for byte-level BPE (same ids, several times faster)
 //! - [`DecodeStream`] — UTF-8-safe incremental decoding for streaming
 //! - [`gguf_vocab`] — rebuilding a tokenizer from GGUF `tokenizer.ggml.*` metadata
 //! - [`TokenizerError`] — every failure, with the file, token or id involved
@@ -23,6 +24,7 @@
 mod classes;
 mod config;
 mod error;
+mod fast;
 pub mod gguf_vocab;
 mod padding;
 mod save;

@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::AddedToken;
 
+use crate::fast::FastEncoder;
 use crate::config::{ChatTemplateSource, PaddingSide, SpecialTokens, TokenizerConfig};
 use crate::gguf_vocab::GgufTokenizerParts;
 use crate::TokenizerError;
@@ -87,6 +89,8 @@ pub struct Tokenizer {
     /// `tokenizer.ggml.pre` of a GGUF source.
     gguf_pre: Option<String>,
     source: Option<PathBuf>,
+    /// The hand-written encode path, built on first use; reset whenever the vocabulary changes.
+    fast: OnceLock<Option<FastEncoder>>,
 }
 
 impl Tokenizer {
@@ -231,7 +235,7 @@ impl Tokenizer {
             .map_err(|message| TokenizerError::Load { path: source.clone().unwrap_or_default(), message })?;
             inner.with_post_processor(Some(processor));
         }
-        Ok(Self { inner, config, extra_stop_ids: Vec::new(), gguf_pre: None, source })
+        Ok(Self { inner, config, extra_stop_ids: Vec::new(), gguf_pre: None, source, fast: OnceLock::new() })
     }
 
     /// Where the tokenizer was loaded from, if from a file.
@@ -241,6 +245,24 @@ impl Tokenizer {
 
     /// Text → ids, like `tokenizer.encode(text, add_special_tokens=…)`.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
+        if let Some(fast) = self.fast.get_or_init(|| FastEncoder::build(&self.inner)) {
+            if let Some(ids) = fast.encode(&self.inner, text, add_special_tokens) {
+                return Ok(ids);
+            }
+        }
+        self.encode_reference(text, add_special_tokens)
+    }
+
+    /// Whether [`Tokenizer::encode`] takes the hand-written path for this pipeline (byte-level
+    /// BPE with the GPT-2, Llama 3, Qwen2 or SmolLM split); texts it cannot reproduce still
+    /// go through `tokenizers`.
+    pub fn has_fast_encode(&self) -> bool {
+        self.fast.get_or_init(|| FastEncoder::build(&self.inner)).is_some()
+    }
+
+    /// [`Tokenizer::encode`] through the `tokenizers` pipeline only, never the hand-written
+    /// fast path (which must give the same ids: this is what tests hold it against).
+    pub fn encode_reference(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
         let encoding = self.inner.encode_fast(text, add_special_tokens).map_err(|e| TokenizerError::encode(text, e))?;
         Ok(encoding.get_ids().to_vec())
     }
@@ -373,6 +395,7 @@ impl Tokenizer {
         for token in tokens {
             if self.token_to_id(token).is_none() {
                 added += add(&mut self.inner, AddedToken::from((*token).to_owned(), false))?;
+                self.fast = OnceLock::new();
             }
         }
         Ok(added)
@@ -398,6 +421,7 @@ impl Tokenizer {
         }
         let new = usize::from(self.token_to_id(token).is_none());
         add(&mut self.inner, AddedToken::from(token.to_owned(), true).normalized(false))?;
+        self.fast = OnceLock::new();
         Ok(new)
     }
 
