@@ -1,6 +1,6 @@
 //! The key/value cache: preallocated per sequence, filled in place.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Storage, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
@@ -62,6 +62,11 @@ impl KvCache {
     /// Whether nothing has been written yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Dtype of the stored keys and values.
+    pub(crate) fn dtype(&self) -> DType {
+        self.layers.first().map_or(DType::F32, |(k, _)| k.dtype())
     }
 
     /// Number of sequences.
@@ -146,8 +151,68 @@ impl KvCache {
         Ok((ks.narrow(2, 0, total)?, vs.narrow(2, 0, total)?))
     }
 
+    /// Writes one token's keys and values (`kv_heads × head_dim` each, f32) of `layer` at
+    /// `slot` of row 0, in place: the native decode step's counterpart of [`Self::append`].
+    pub(crate) fn write_slot_f32(&self, layer: usize, slot: usize, k: &[f32], v: &[f32]) -> Result<()> {
+        let (ks, vs) = self.layer(layer)?;
+        ks.inplace_op1(&WriteSlot { data: k, slot })?;
+        vs.inplace_op1(&WriteSlot { data: v, slot })?;
+        Ok(())
+    }
+
+    /// Runs `f` on the f32 keys and values of `layer`, row 0, each laid out
+    /// `(kv_heads, capacity, head_dim)`.
+    pub(crate) fn with_layer_f32<R>(&self, layer: usize, f: impl FnOnce(&[f32], &[f32]) -> R) -> Result<R> {
+        let (ks, vs) = self.layer(layer)?;
+        let (k_storage, k_layout) = ks.storage_and_layout();
+        let (v_storage, v_layout) = vs.storage_and_layout();
+        match (&*k_storage, &*v_storage) {
+            (Storage::Cpu(CpuStorage::F32(k)), Storage::Cpu(CpuStorage::F32(v))) => {
+                let per_row = ks.elem_count() / self.batch;
+                let (k0, v0) = (k_layout.start_offset(), v_layout.start_offset());
+                Ok(f(&k[k0..k0 + per_row], &v[v0..v0 + per_row]))
+            }
+            _ => Err(ModelError::InvalidInput("the native decode step needs an f32 CPU cache".into())),
+        }
+    }
+
+    fn layer(&self, layer: usize) -> Result<&(Tensor, Tensor)> {
+        self.layers
+            .get(layer)
+            .ok_or_else(|| ModelError::InvalidInput(format!("cache has no layer {layer}")))
+    }
+
     /// Whether slot `slot` of `row` holds a real token.
     pub(crate) fn is_real(&self, row: usize, slot: usize) -> bool {
         self.real[row][slot]
+    }
+}
+
+/// Writes `data` (one token, `heads × head_dim`) at `slot` of row 0 of a
+/// `(batch, heads, capacity, head_dim)` f32 tensor.
+struct WriteSlot<'a> {
+    data: &'a [f32],
+    slot: usize,
+}
+
+impl InplaceOp1 for WriteSlot<'_> {
+    fn name(&self) -> &'static str {
+        "kv-write-slot"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let (_, heads, capacity, dim) = layout.shape().dims4()?;
+        let CpuStorage::F32(buf) = storage else {
+            candle_core::bail!("kv-write-slot needs f32 storage")
+        };
+        if self.data.len() != heads * dim || self.slot >= capacity || !layout.is_contiguous() {
+            candle_core::bail!("kv-write-slot: {} values at slot {} of {layout:?}", self.data.len(), self.slot)
+        }
+        let base = layout.start_offset();
+        for (h, src) in self.data.chunks_exact(dim).enumerate() {
+            let at = base + (h * capacity + self.slot) * dim;
+            buf[at..at + dim].copy_from_slice(src);
+        }
+        Ok(())
     }
 }

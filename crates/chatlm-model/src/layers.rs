@@ -24,13 +24,17 @@ fn load_linear(src: &dyn TensorSource, prefix: &str, out: usize, inp: usize, bia
 #[derive(Debug, Clone)]
 pub(crate) struct RmsNorm {
     weight: Tensor,
+    /// The weight as f32 values, for the native decode step.
+    values: Vec<f32>,
     eps: f32,
 }
 
 impl RmsNorm {
     pub(crate) fn load(src: &dyn TensorSource, name: &str, size: usize, eps: f64, ctx: &LoadContext) -> Result<Self> {
+        let weight = src.get_vector(name, size, ctx)?;
         Ok(Self {
-            weight: src.get_vector(name, size, ctx)?,
+            values: weight.to_dtype(DType::F32)?.to_vec1()?,
+            weight,
             eps: eps as f32,
         })
     }
@@ -42,17 +46,26 @@ impl RmsNorm {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?)
     }
+
+    /// [`Self::forward`] of one f32 vector into `out`, in candle's order of operations.
+    pub(crate) fn forward_one(&self, x: &[f32], out: &mut [f32]) {
+        let sum2: f32 = x.iter().map(|v| v * v).sum();
+        let m = (sum2 / x.len() as f32 + self.eps).sqrt();
+        for ((o, v), w) in out.iter_mut().zip(x).zip(&self.values) {
+            *o = v / m * w;
+        }
+    }
 }
 
 /// Grouped-query self-attention with rotary positions.
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
     /// q, k and v projections.
-    qkv: Projections,
-    o: Linear,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+    pub(crate) qkv: Projections,
+    pub(crate) o: Linear,
+    pub(crate) heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
 }
 
 impl Attention {
@@ -119,8 +132,8 @@ impl Attention {
 #[derive(Debug, Clone)]
 pub(crate) struct Mlp {
     /// gate and up projections.
-    gate_up: Projections,
-    down: Linear,
+    pub(crate) gate_up: Projections,
+    pub(crate) down: Linear,
 }
 
 impl Mlp {
@@ -162,10 +175,10 @@ pub(crate) struct StepContext<'a> {
 /// Pre-norm transformer block: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
 #[derive(Debug, Clone)]
 pub(crate) struct DecoderLayer {
-    input_norm: RmsNorm,
-    attention: Attention,
-    post_attention_norm: RmsNorm,
-    mlp: Mlp,
+    pub(crate) input_norm: RmsNorm,
+    pub(crate) attention: Attention,
+    pub(crate) post_attention_norm: RmsNorm,
+    pub(crate) mlp: Mlp,
 }
 
 impl DecoderLayer {

@@ -38,6 +38,7 @@
 
 mod cache;
 mod config;
+mod decode;
 #[cfg(feature = "hub-download")]
 mod download;
 mod error;

@@ -65,6 +65,14 @@ impl Weight {
         }
     }
 
+    /// Our kernels' matrix, if the weight is one.
+    pub(crate) fn block_matrix(&self) -> Option<Arc<QMatrix>> {
+        match self {
+            Self::Blocks(m) => Some(Arc::clone(m)),
+            Self::Candle(_) => None,
+        }
+    }
+
     /// Bytes the weight occupies.
     pub(crate) fn bytes(&self) -> usize {
         match self {
@@ -151,6 +159,12 @@ impl Linear {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
+    }
+
+    /// The map as one of our matrices, when it is one and has no bias (what the native
+    /// decode step multiplies with).
+    pub(crate) fn block_matrix(&self) -> Option<Arc<QMatrix>> {
+        self.bias.is_none().then(|| self.weight.block_matrix()).flatten()
     }
 
     pub(crate) fn bytes(&self) -> usize {
@@ -262,6 +276,14 @@ impl Projections {
                     })
                     .collect()
             }
+        }
+    }
+
+    /// The parts' matrices in output order, when every part is a bias-free block matrix.
+    pub(crate) fn block_matrices(&self) -> Option<Vec<Arc<QMatrix>>> {
+        match self {
+            Self::Separate(parts) => parts.iter().map(Linear::block_matrix).collect(),
+            Self::Fused(linear, _) => Some(vec![linear.block_matrix()?]),
         }
     }
 

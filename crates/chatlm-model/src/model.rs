@@ -4,6 +4,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
+use crate::decode::{NativeDecoder, StepInputs};
 use crate::error::{ModelError, Result};
 use crate::layers::{attention_mask, DecoderLayer, RmsNorm, StepContext};
 use crate::linear::{Linear, Weight};
@@ -90,6 +91,8 @@ pub struct Model {
     device: Device,
     /// Dtype of dense weights, activations and the KV cache.
     dtype: DType,
+    /// The candle-free decode step, when the weights allow it.
+    native: Option<NativeDecoder>,
 }
 
 impl Model {
@@ -107,7 +110,9 @@ impl Model {
         } else {
             Linear::new(src.load_matrix("lm_head.weight", &[c.vocab_size, c.hidden_size], ctx)?, None)
         };
+        let native = NativeDecoder::new(&embed_tokens, &layers, &lm_head, ctx.dtype, device);
         Ok(Self {
+            native,
             rope: Rope::new(c),
             config,
             embed_tokens,
@@ -170,6 +175,9 @@ impl Model {
             ids: vec![ids.to_vec()],
             attention_mask: vec![vec![true; ids.len()]],
         };
+        if let Some(logits) = self.run_native(&input, cache) {
+            return logits;
+        }
         Ok(self.run(&input, cache, true)?.flatten_all()?.to_vec1()?)
     }
 
@@ -185,7 +193,46 @@ impl Model {
         Ok(self.run(input, cache, true)?.squeeze(1)?.to_vec2()?)
     }
 
+    /// The native decode step for one real token of one sequence, or `None` when the input
+    /// or the model needs the candle path.
+    fn run_native(&self, input: &BatchInput, cache: &mut KvCache) -> Option<Result<Vec<f32>>> {
+        let native = self.native.as_ref()?;
+        let (&[ref ids], &[ref mask]) = (&input.ids[..], &input.attention_mask[..]) else {
+            return None;
+        };
+        let (&[token], &[true]) = (&ids[..], &mask[..]) else {
+            return None;
+        };
+        if cache.batch_size() != 1 || cache.dtype() != DType::F32 {
+            return None;
+        }
+        Some(self.validate(input).and_then(|_| {
+            let start = cache.len();
+            let pos = cache.begin_step(&input.attention_mask)?[0][0];
+            let inputs = StepInputs {
+                layers: &self.layers,
+                norm: &self.norm,
+                rope: &self.rope,
+                config: &self.config,
+            };
+            match native.step(&inputs, token, pos, cache) {
+                Ok(logits) => {
+                    cache.end_step(1);
+                    Ok(logits)
+                }
+                Err(e) => {
+                    cache.truncate(start);
+                    Err(e)
+                }
+            }
+        }))
+    }
+
     fn run(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool) -> Result<Tensor> {
+        if let Some(logits) = self.run_native(input, cache) {
+            let vocab = self.config.vocab_size;
+            return Ok(Tensor::from_vec(logits?, (1, 1, vocab), &self.device)?);
+        }
         let new = self.validate(input)?;
         let start = cache.len();
         let result = self.run_step(input, cache, new, last_only);

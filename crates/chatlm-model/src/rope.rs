@@ -91,18 +91,34 @@ impl Rope {
         let mut cos = Vec::with_capacity(batch * seq * half);
         let mut sin = Vec::with_capacity(batch * seq * half);
         for &pos in positions.iter().flatten() {
-            for &f in &inv_freq {
-                // f32 product then f32 cos/sin, as transformers computes its tables.
-                let angle = f * pos as f32;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
+            push_angles(&inv_freq, pos, &mut cos, &mut sin);
         }
         let shape = (batch, seq, half);
         Ok((
             Tensor::from_vec(cos, shape, device)?.to_dtype(dtype)?,
             Tensor::from_vec(sin, shape, device)?.to_dtype(dtype)?,
         ))
+    }
+
+    /// cos and sin (`rotary_dim / 2` each) of one position: the native decode step's table,
+    /// computed exactly as [`Self::tables`] computes its rows.
+    pub(crate) fn angles(&self, pos: u32) -> (Vec<f32>, Vec<f32>) {
+        let inv_freq = self.inv_freq_for(pos as usize + 1);
+        let (mut cos, mut sin) = (Vec::with_capacity(inv_freq.len()), Vec::with_capacity(inv_freq.len()));
+        push_angles(&inv_freq, pos, &mut cos, &mut sin);
+        (cos, sin)
+    }
+
+    /// Rotates `x` (one head, `head_dim` long) in place like [`Self::apply`] with the tables
+    /// of [`Self::angles`].
+    pub(crate) fn apply_one(&self, x: &mut [f32], cos: &[f32], sin: &[f32]) {
+        let half = self.rotary_dim / 2;
+        let (lo, hi) = x[..self.rotary_dim].split_at_mut(half);
+        for (((a, b), c), s) in lo.iter_mut().zip(hi).zip(cos).zip(sin) {
+            let (x1, x2) = (*a, *b);
+            *a = x1 * c - x2 * s;
+            *b = x1 * s + x2 * c;
+        }
     }
 
     /// Rotates the first `rotary_dim` features of `x` (`(batch, heads, seq, head_dim)`) in the
@@ -116,5 +132,15 @@ impl Rope {
         let rotated = candle_nn::rotary_emb::rope(&rot, cos, sin)?;
         let pass = x.narrow(D::Minus1, self.rotary_dim, head_dim - self.rotary_dim)?;
         Ok(Tensor::cat(&[&rotated, &pass], D::Minus1)?)
+    }
+}
+
+/// Appends cos and sin of `f · pos` for each frequency: f32 product then f32 cos/sin, as
+/// transformers computes its tables.
+fn push_angles(inv_freq: &[f32], pos: u32, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
+    for &f in inv_freq {
+        let angle = f * pos as f32;
+        cos.push(angle.cos());
+        sin.push(angle.sin());
     }
 }

@@ -295,6 +295,30 @@ fn f32s<'a>(x: ActRow<'a>) -> &'a [f32] {
     }
 }
 
+impl CpuKernels {
+    /// `Σ a[i]·b[i]` (the decode step's attention scores).
+    pub(crate) fn dot_f32(&self, a: &[f32], b: &[f32]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx2 {
+            // SAFETY: `Avx2` is only constructed when the CPU has the features.
+            return unsafe { avx2::dot_f32(a, b) };
+        }
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    /// `y[i] += alpha · x[i]` (the decode step's weighted sum of values).
+    pub(crate) fn axpy_f32(&self, alpha: f32, x: &[f32], y: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx2 {
+            // SAFETY: as above.
+            return unsafe { avx2::axpy_f32(alpha, x, y) };
+        }
+        for (y, x) in y.iter_mut().zip(x) {
+            *y += alpha * x;
+        }
+    }
+}
+
 impl MatMulKernels for CpuKernels {
     fn matmul(&self, w: &QMatrix, x: &[f32], m: usize, out: &mut [f32]) {
         assert_eq!(x.len(), m * w.cols, "activations must be m × cols");
