@@ -203,7 +203,7 @@ fn fuse_rows(parts: &[Linear]) -> Result<Option<Linear>> {
             return Ok(None);
         }
         // Rows are independent runs of blocks: stacking rows is concatenating bytes.
-        let bytes: Vec<u8> = blocks.iter().flat_map(|b| b.data().iter().copied()).collect();
+        let bytes = blocks.iter().map(|b| b.data()).collect::<Vec<_>>().concat();
         let rows = blocks.iter().map(|b| b.rows()).sum();
         let fused = QMatrix::new(first.format(), rows, first.cols(), bytes)
             .map_err(|e| ModelError::InvalidInput(format!("fusing weight blocks: {e}")))?;

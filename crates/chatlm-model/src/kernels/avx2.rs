@@ -260,3 +260,48 @@ pub(crate) unsafe fn axpy_f32(alpha: f32, x: &[f32], y: &mut [f32]) {
         y[j] += alpha * x[j];
     }
 }
+
+/// f16 values (little-endian bytes) expanded to f32 into `out` (`bytes.len() / 2` long).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_to_f32(bytes: &[u8], out: &mut [f32]) {
+    let n = (bytes.len() / 2).min(out.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let h = _mm_loadu_si128(bytes.as_ptr().add(2 * i) as *const __m128i);
+        _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        i += 8;
+    }
+    for j in i..n {
+        out[j] = f16(bytes.as_ptr().add(2 * j));
+    }
+}
+
+/// `out[a][r] = Σ_k w[r][k] · x[a][k]`: `R` f32 weight rows against `A` activation rows with
+/// `R × A` accumulators, so each loaded vector feeds several FMAs (the prefill GEMM's micro
+/// kernel; 4 × 3 keeps the 12 accumulators and 4 weight vectors in the 16 registers, the
+/// activations come straight from memory into the FMAs).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f32_tile<const R: usize, const A: usize>(w: &[&[f32]; R], x: &[&[f32]; A], out: &mut [[f32; R]; A]) {
+    let cols = w[0].len();
+    let mut acc = [[_mm256_setzero_ps(); R]; A];
+    let mut k = 0;
+    while k + 8 <= cols {
+        let wv: [__m256; R] = std::array::from_fn(|r| _mm256_loadu_ps(w[r].as_ptr().add(k)));
+        for a in 0..A {
+            let xv = _mm256_loadu_ps(x[a].as_ptr().add(k));
+            for r in 0..R {
+                acc[a][r] = _mm256_fmadd_ps(wv[r], xv, acc[a][r]);
+            }
+        }
+        k += 8;
+    }
+    for a in 0..A {
+        for r in 0..R {
+            let mut sum = hsum(acc[a][r]);
+            for j in k..cols {
+                sum += w[r][j] * x[a][j];
+            }
+            out[a][r] = sum;
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //! implement it for its own weight storage.
 
 mod avx2;
+mod dense;
 mod formats;
 mod pool;
 mod scalar;
@@ -325,6 +326,11 @@ impl MatMulKernels for CpuKernels {
         assert_eq!(out.len(), m * w.rows, "output must be m × rows");
         let pool = pool::global();
         let out = OutPtr(out.as_mut_ptr());
+        // Dense prefill products take the tiled GEMM (see `dense`).
+        #[cfg(target_arch = "x86_64")]
+        let dense = self.isa == Isa::Avx2 && matches!(w.format, BlockFormat::F16 | BlockFormat::F32) && m >= 4;
+        #[cfg(not(target_arch = "x86_64"))]
+        let dense = false;
         let run = |acts: &Acts| {
             // Chunks of rows claimed dynamically: ~8 per thread balances a busy machine
             // without making the counter hot; multiples of 4 keep the row tiles whole.
@@ -335,7 +341,12 @@ impl MatMulKernels for CpuKernels {
                 if start >= w.rows {
                     break;
                 }
-                self.part(w, acts, m, start..(start + chunk).min(w.rows), out);
+                let rows = start..(start + chunk).min(w.rows);
+                match acts {
+                    #[cfg(target_arch = "x86_64")]
+                    Acts::F32(x) if dense => self.part_dense(w, x, m, rows, out),
+                    _ => self.part(w, acts, m, rows, out),
+                }
             });
         };
         match w.format.act_kind() {
