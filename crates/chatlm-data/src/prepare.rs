@@ -522,7 +522,7 @@ impl<'a> Preparer<'a> {
             sum.trained_tokens += r.get("labels").map_or(0, |l| l.iter().filter(|&&x| x != IGNORE_INDEX).count());
         }
         sum.rows_out += rows.len();
-        sink.write(&rows)
+        sink.write(rows)
     }
 }
 

@@ -55,8 +55,70 @@ pub struct ExampleSink {
 
 enum SinkInner {
     Jsonl(BufWriter<File>),
-    // Boxed: the Arrow writer is large and the JSONL variant small.
-    Parquet(Option<Box<ArrowWriter<File>>>, File),
+    Parquet(ParquetThread),
+}
+
+/// Parquet encoding (dictionary pages, snappy) runs on its own thread: it is a tenth of a
+/// data-prep run and would otherwise stall the parallel row processing between chunks.
+struct ParquetThread {
+    batches: Option<std::sync::mpsc::SyncSender<(Vec<Example>, Vec<String>)>>,
+    done: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl ParquetThread {
+    fn spawn(file: File, tmp: PathBuf) -> Self {
+        // Two batches in flight at most: memory stays bounded when encoding is the slower side.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<Example>, Vec<String>)>(2);
+        let done = std::thread::spawn(move || {
+            let pq = |e: parquet::errors::ParquetError| DataError::Parquet { path: tmp.clone(), message: e.to_string() };
+            let mut writer: Option<ArrowWriter<File>> = None;
+            for (rows, names) in rx {
+                // Built here, not by the caller: copying the ids into Arrow arrays is work too.
+                let batch = to_record_batch(&rows, &names)?;
+                drop(rows);
+                if writer.is_none() {
+                    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                    let f = file.try_clone().map_err(io(&tmp))?;
+                    writer = Some(ArrowWriter::try_new(f, batch.schema(), Some(props)).map_err(pq)?);
+                }
+                if let Some(w) = writer.as_mut() {
+                    w.write(&batch).map_err(pq)?;
+                }
+            }
+            match writer {
+                Some(w) => {
+                    w.close().map_err(pq)?;
+                }
+                None => {
+                    // No rows: still a valid (empty) Parquet file with the columns we would have written.
+                    let schema = Arc::new(Schema::new(vec![list_field("input_ids", DataType::Int64)]));
+                    let f = file.try_clone().map_err(io(&tmp))?;
+                    ArrowWriter::try_new(f, schema, None).map_err(pq)?.close().map_err(pq)?;
+                }
+            }
+            file.sync_all().map_err(io(&tmp))
+        });
+        Self { batches: Some(tx), done: Some(done) }
+    }
+
+    fn send(&mut self, rows: Vec<Example>, names: Vec<String>) -> Result<()> {
+        let sent = self.batches.as_ref().is_some_and(|tx| tx.send((rows, names)).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            // The thread stopped early: its error says why.
+            self.finish().and(Err(DataError::features("the Parquet writer stopped")))
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.batches = None;
+        match self.done.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(DataError::features("the Parquet writer thread panicked")),
+            None => Err(DataError::features("the Parquet writer already finished")),
+        }
+    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
@@ -72,10 +134,7 @@ impl ExampleSink {
         let file = File::create(&tmp).map_err(io(&tmp))?;
         let inner = match kind {
             OutputKind::Jsonl => SinkInner::Jsonl(BufWriter::with_capacity(1 << 20, file)),
-            OutputKind::Parquet => {
-                let keep = file.try_clone().map_err(io(&tmp))?;
-                SinkInner::Parquet(None, keep)
-            }
+            OutputKind::Parquet => SinkInner::Parquet(ParquetThread::spawn(file, tmp.clone())),
         };
         Ok(ExampleSink { target: target.to_path_buf(), tmp, inner: Some(inner), columns: None, rows: 0 })
     }
@@ -86,7 +145,7 @@ impl ExampleSink {
     }
 
     /// Append rows; every row must have the columns of the first.
-    pub fn write(&mut self, rows: &[Example]) -> Result<()> {
+    pub fn write(&mut self, rows: Vec<Example>) -> Result<()> {
         let Some(first) = rows.first() else { return Ok(()) };
         let names: Vec<String> = first.columns.iter().map(|(n, _)| n.clone()).collect();
         match &self.columns {
@@ -99,23 +158,17 @@ impl ExampleSink {
         let tmp = self.tmp.clone();
         match self.inner.as_mut() {
             Some(SinkInner::Jsonl(w)) => {
-                for r in rows {
+                for r in &rows {
                     serde_json::to_writer(&mut *w, &r.to_json())
                         .map_err(|e| DataError::Io { path: tmp.clone(), source: e.into() })?;
                     w.write_all(b"\n").map_err(io(&tmp))?;
                 }
             }
-            Some(SinkInner::Parquet(writer, file)) => {
-                let batch = to_record_batch(rows, &names)?;
-                let pq = |e: parquet::errors::ParquetError| DataError::Parquet { path: tmp.clone(), message: e.to_string() };
-                if writer.is_none() {
-                    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-                    let f = file.try_clone().map_err(io(&tmp))?;
-                    *writer = Some(Box::new(ArrowWriter::try_new(f, batch.schema(), Some(props)).map_err(pq)?));
-                }
-                if let Some(w) = writer.as_mut() {
-                    w.write(&batch).map_err(pq)?;
-                }
+            Some(SinkInner::Parquet(thread)) => {
+                let n = rows.len();
+                thread.send(rows, names)?;
+                self.rows += n;
+                return Ok(());
             }
             None => return Err(DataError::features("sink already finished")),
         }
@@ -131,21 +184,7 @@ impl ExampleSink {
                 w.flush().map_err(io(&tmp))?;
                 w.get_ref().sync_all().map_err(io(&tmp))?;
             }
-            Some(SinkInner::Parquet(writer, file)) => {
-                let pq = |e: parquet::errors::ParquetError| DataError::Parquet { path: tmp.clone(), message: e.to_string() };
-                match writer {
-                    Some(w) => {
-                        w.close().map_err(pq)?;
-                    }
-                    None => {
-                        // No rows: still a valid (empty) Parquet file with the columns we would have written.
-                        let schema = Arc::new(Schema::new(vec![list_field("input_ids", DataType::Int64)]));
-                        let f = file.try_clone().map_err(io(&tmp))?;
-                        ArrowWriter::try_new(f, schema, None).map_err(pq)?.close().map_err(pq)?;
-                    }
-                }
-                file.sync_all().map_err(io(&tmp))?;
-            }
+            Some(SinkInner::Parquet(mut thread)) => thread.finish()?,
             None => {}
         }
         std::fs::rename(&tmp, &self.target).map_err(io(&self.target))?;
@@ -156,8 +195,11 @@ impl ExampleSink {
 impl Drop for ExampleSink {
     fn drop(&mut self) {
         // Not finished (error or panic upstream): remove the partial temporary file; the target is untouched.
-        if self.inner.is_some() {
-            self.inner = None;
+        if let Some(inner) = self.inner.take() {
+            if let SinkInner::Parquet(mut thread) = inner {
+                // Wait for the writer to let go of the file before removing it.
+                let _ = thread.finish();
+            }
             let _ = std::fs::remove_file(&self.tmp);
         }
     }

@@ -65,14 +65,14 @@ fn parquet_sink_is_atomic_and_reads_back() {
         .collect();
     {
         let mut s = ExampleSink::create(&p, OutputKind::Parquet).unwrap();
-        s.write(&rows[..1000]).unwrap();
+        s.write(rows[..1000].to_vec()).unwrap();
         // dropped unfinished: nothing appears, the temp file is removed
     }
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
     let mut s = ExampleSink::create(&p, OutputKind::Parquet).unwrap();
-    s.write(&rows[..1000]).unwrap();
-    s.write(&rows[1000..]).unwrap();
-    assert!(s.write(&[Example::from_ids(vec![1])]).is_err(), "columns may not change");
+    s.write(rows[..1000].to_vec()).unwrap();
+    s.write(rows[1000..].to_vec()).unwrap();
+    assert!(s.write(vec![Example::from_ids(vec![1])]).is_err(), "columns may not change");
     s.finish().unwrap();
     let back: Vec<Example> = RecordReader::open(&p).unwrap().map(|r| Example::from_json(&r.unwrap().1).unwrap()).collect();
     assert_eq!(back, rows);
