@@ -36,12 +36,14 @@ mod pyfmt;
 mod request;
 mod select;
 mod tokenize;
+mod value;
 
 use std::ops::Range;
 use std::path::Path;
 
 use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind};
+use value::{json_to_value, message_to_value, SmallMap};
 
 pub use builtin::{chatml, chatml_with_tokens, CHATML};
 pub use clock::DateTime;
@@ -99,9 +101,9 @@ const TEMPLATE_NAME: &str = "chat_template";
 #[derive(Debug)]
 pub struct ChatTemplate {
     env: Environment<'static>,
-    /// The top-level variables the template reads: the rest of a request cannot influence the
-    /// output, so it is never converted into template values (tool schemas are the costly part).
-    variables: std::collections::HashSet<String>,
+    /// The top-level variables the template reads, sorted: the rest of a request cannot influence
+    /// the output, so it is never converted into template values (tool schemas are the costly part).
+    variables: Vec<String>,
     source: String,
     has_generation: bool,
     limits: Limits,
@@ -134,10 +136,13 @@ impl ChatTemplate {
             let e = env.add_template_owned(TEMPLATE_NAME, base).err().unwrap_or(e);
             return Err(syntax_error(&e, &source));
         }
-        let variables = env
+        let mut variables: Vec<String> = env
             .get_template(TEMPLATE_NAME)
             .map(|t| t.undeclared_variables(false))
-            .map_err(|e| syntax_error(&e, &source))?;
+            .map_err(|e| syntax_error(&e, &source))?
+            .into_iter()
+            .collect();
+        variables.sort_unstable();
         Ok(ChatTemplate { env, variables, source, has_generation, limits })
     }
 
@@ -218,59 +223,25 @@ impl ChatTemplate {
 }
 
 /// Builds the template's variables: special tokens, then kwargs over them, then the fixed arguments
-/// (only those in `used`: the others cannot change the output).
-fn context(
-    req: &ChatRequest,
-    messages: Option<Vec<serde_json::Value>>,
-    used: &std::collections::HashSet<String>,
-) -> Value {
-    let mut vars: Vec<(String, Value)> = Vec::with_capacity(req.special_tokens.len() + req.kwargs.len() + 4);
+/// (only those in `used`, sorted: the others cannot change the output).
+fn context(req: &ChatRequest, messages: Option<Vec<serde_json::Value>>, used: &[String]) -> Value {
+    let is_used = |name: &str| used.binary_search_by(|v| v.as_str().cmp(name)).is_ok();
+    let mut vars = SmallMap::with_capacity(req.special_tokens.len() + req.kwargs.len() + 4);
     for (k, v) in req.special_tokens.iter().chain(req.kwargs.iter()) {
-        if used.contains(k) {
-            vars.push((k.clone(), json_to_value(v)));
+        if is_used(k) {
+            vars.insert(k, json_to_value(v));
         }
     }
     let list = |name: &str, l: &Option<Vec<serde_json::Value>>| match l {
-        Some(items) if used.contains(name) => Value::from(items.iter().map(json_to_value).collect::<Vec<_>>()),
+        Some(items) if is_used(name) => Value::from(items.iter().map(json_to_value).collect::<Vec<_>>()),
         _ => Value::from(()),
     };
     let messages = messages.as_deref().unwrap_or(&req.messages);
-    vars.push(("messages".into(), Value::from(messages.iter().map(message_to_value).collect::<Vec<_>>())));
-    vars.push(("tools".into(), list("tools", &req.tools)));
-    vars.push(("documents".into(), list("documents", &req.documents)));
-    vars.push(("add_generation_prompt".into(), Value::from(req.add_generation_prompt)));
-    Value::from_pairs(vars)
-}
-
-/// A message as a template value, without its `null` keys (transformers 5 drops them).
-fn message_to_value(m: &serde_json::Value) -> Value {
-    match m {
-        serde_json::Value::Object(o) => {
-            Value::from_pairs(o.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.as_str(), json_to_value(v))))
-        }
-        other => json_to_value(other),
-    }
-}
-
-/// Converts JSON to a template value directly (faster than going through serde), keeping key order.
-fn json_to_value(v: &serde_json::Value) -> Value {
-    use serde_json::Value as J;
-    match v {
-        J::Null => Value::from(()),
-        J::Bool(b) => Value::from(*b),
-        J::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                Value::from(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        J::String(s) => Value::from(s.as_str()),
-        J::Array(a) => Value::from(a.iter().map(json_to_value).collect::<Vec<_>>()),
-        J::Object(o) => Value::from_pairs(o.iter().map(|(k, v)| (k.as_str(), json_to_value(v)))),
-    }
+    vars.insert("messages", Value::from(messages.iter().map(message_to_value).collect::<Vec<_>>()));
+    vars.insert("tools", list("tools", &req.tools));
+    vars.insert("documents", list("documents", &req.documents));
+    vars.insert("add_generation_prompt", Value::from(req.add_generation_prompt));
+    vars.into_value()
 }
 
 fn syntax_error(err: &minijinja::Error, source: &str) -> TemplateError {

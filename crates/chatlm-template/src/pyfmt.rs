@@ -39,13 +39,13 @@ pub fn py_repr(value: &Value, out: &mut String) -> Result<(), Error> {
         }
         ValueKind::Map => {
             out.push('{');
-            for (i, key) in value.try_iter()?.enumerate() {
+            for (i, (key, item)) in map_pairs(value)?.enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
                 py_repr(&key, out)?;
                 out.push_str(": ");
-                py_repr(&value.get_item(&key)?, out)?;
+                py_repr(&item, out)?;
             }
             out.push('}');
         }
@@ -53,6 +53,14 @@ pub fn py_repr(value: &Value, out: &mut String) -> Result<(), Error> {
         _ => out.push_str(&value.to_string()),
     }
     Ok(())
+}
+
+/// A map's entries in order, read in one pass (a lookup per key would cost a hash or a scan each).
+fn map_pairs(value: &Value) -> Result<impl Iterator<Item = (Value, Value)>, Error> {
+    value
+        .as_object()
+        .and_then(|o| o.try_iter_pairs())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "cannot iterate the entries of this map"))
 }
 
 /// Whether Python's `str.isprintable()` holds for `c` (approximated by the categories that occur in
@@ -238,16 +246,17 @@ impl JsonWriter<'_> {
                 out.push(']');
             }
             ValueKind::Map => {
-                let mut keys: Vec<Value> = value.try_iter()?.collect();
-                if keys.is_empty() {
+                let mut pairs: Vec<(Value, Value)> = map_pairs(value)?.collect();
+                if pairs.is_empty() {
                     out.push_str("{}");
                     return Ok(());
                 }
                 if self.opts.sort_keys {
-                    keys.sort();
+                    // Keys are unique, so ordering the pairs by key orders the keys.
+                    pairs.sort_by(|a, b| a.0.cmp(&b.0));
                 }
                 out.push('{');
-                for (i, key) in keys.iter().enumerate() {
+                for (i, (key, item)) in pairs.iter().enumerate() {
                     if i > 0 {
                         out.push_str(self.item_sep);
                     }
@@ -268,7 +277,7 @@ impl JsonWriter<'_> {
                         }
                     }
                     out.push_str(self.key_sep);
-                    self.write(&value.get_item(key)?, level + 1, out)?;
+                    self.write(item, level + 1, out)?;
                 }
                 self.newline(level, out);
                 out.push('}');

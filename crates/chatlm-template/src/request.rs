@@ -113,7 +113,8 @@ pub(crate) fn prepare(req: &ChatRequest, template_source: &str) -> Result<Prepar
         let Json::Object(obj) = m else {
             return Err(invalid(format!("Chat messages should be dicts, but got {m}.")));
         };
-        needs_rewrite |= REASONING_FIELDS.iter().any(|f| obj.get(*f).is_some_and(|v| !v.is_null()));
+        // A scan of the (few) keys: a map lookup per field would hash three times per message.
+        needs_rewrite |= obj.iter().any(|(k, v)| !v.is_null() && REASONING_FIELDS.contains(&k.as_str()));
     }
     if req.continue_final_message != ContinueFinal::No && req.add_generation_prompt {
         return Err(invalid(

@@ -1,0 +1,124 @@
+//! In-process render rate of `ChatTemplate::render` over every successful case of
+//! `chat_templates/golden.jsonl` (the workload of `scripts/bench/template.py`, without JSON I/O or
+//! process start). Every render is checked against transformers' text before timing starts.
+//!
+//! ```sh
+//! cargo run --release -p chatlm-template --example render_rate -- [--passes 20] [--trials 5] [--per-template] [FIXTURES]
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chatlm_template::{select_template, ChatRequest, ChatTemplate, ContinueFinal, DateTime};
+use chatlm_tokenizer::ChatTemplateSource;
+use serde_json::{Map, Value};
+
+fn main() {
+    let mut passes = 20usize;
+    let mut per_template = false;
+    let mut trials = 5usize;
+    let mut dir = std::env::var_os("CHATLM_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures")));
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--passes" => passes = args.next().and_then(|n| n.parse().ok()).expect("--passes N"),
+            "--trials" => trials = args.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0).expect("--trials N"),
+            "--per-template" => per_template = true,
+            other => dir = PathBuf::from(other),
+        }
+    }
+    let dir = dir.join("chat_templates");
+    let entries: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("templates.json")).expect("templates.json")).unwrap();
+    let mut sources = HashMap::new();
+    for e in &entries {
+        let source = match &e["chat_template"] {
+            Value::String(s) => ChatTemplateSource::Single(s.clone()),
+            Value::Array(items) => ChatTemplateSource::Named(
+                items.iter().map(|i| (i["name"].as_str().unwrap().into(), i["template"].as_str().unwrap().into())).collect(),
+            ),
+            _ => panic!("bad chat_template"),
+        };
+        let mut tokens = Map::new();
+        for k in ["bos_token", "eos_token", "pad_token", "unk_token"] {
+            if let Some(v) = e.get(k).filter(|v| !v.is_null()) {
+                tokens.insert(k.to_string(), v.clone());
+            }
+        }
+        sources.insert(e["name"].as_str().unwrap().to_string(), (source, tokens));
+    }
+    let golden = std::fs::read_to_string(dir.join("golden.jsonl")).expect("golden.jsonl");
+    let mut compiled: HashMap<String, ChatTemplate> = HashMap::new();
+    // (template name, compiled key, request, expected text)
+    let mut cases: Vec<(String, String, ChatRequest, String)> = Vec::new();
+    for raw in golden.lines() {
+        let line: Value = serde_json::from_str(raw).unwrap();
+        let Some(expected) = line["expected"].as_str() else { continue };
+        let name = line["template"].as_str().unwrap().to_string();
+        let (source, tokens) = &sources[&name];
+        let list = |v: &Value| v.as_array().cloned();
+        let req = ChatRequest {
+            messages: list(&line["messages"]).unwrap(),
+            tools: list(&line["tools"]),
+            documents: list(&line["documents"]),
+            add_generation_prompt: line["add_generation_prompt"].as_bool().unwrap_or(false),
+            continue_final_message: match &line["continue_final_message"] {
+                Value::Bool(true) => ContinueFinal::Content,
+                Value::String(s) => ContinueFinal::Field(s.clone()),
+                _ => ContinueFinal::No,
+            },
+            special_tokens: tokens.clone(),
+            kwargs: line["extra_kwargs"].as_object().cloned().unwrap_or_default(),
+            now: line["now"].as_str().and_then(DateTime::parse),
+        };
+        let src = select_template(source, None, req.tools.is_some()).unwrap().to_string();
+        let tpl = compiled.entry(src.clone()).or_insert_with(|| ChatTemplate::new(src.as_str()).unwrap());
+        assert_eq!(tpl.render(&req).unwrap().text, expected, "{name}/{}", line["case"]);
+        cases.push((name, src, req, expected.to_string()));
+    }
+    // The best of several trials: on a shared machine the fastest trial is the least disturbed one.
+    let mut times = Vec::new();
+    let mut bytes = 0usize;
+    for _ in 0..trials {
+        let t0 = Instant::now();
+        bytes = 0;
+        for _ in 0..passes {
+            for (_, src, req, _) in &cases {
+                bytes += compiled[src].render(req).unwrap().text.len();
+            }
+        }
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let (took, median) = (times[0], times[times.len() / 2]);
+    let n = (cases.len() * passes) as f64;
+    println!(
+        "{n} renders ({} cases x {passes}), best of {trials}: {took:.3} s, {:.0} renders/s, {:.2} us/render \
+         (median {:.2} us), {:.0} MB/s of prompt",
+        cases.len(),
+        n / took,
+        took / n * 1e6,
+        median / n * 1e6,
+        bytes as f64 / took / 1e6
+    );
+    if per_template {
+        let mut by_name: HashMap<&str, (usize, f64)> = HashMap::new();
+        for (name, src, req, _) in &cases {
+            let t = Instant::now();
+            for _ in 0..passes {
+                std::hint::black_box(compiled[src].render(req).unwrap());
+            }
+            let e = by_name.entry(name).or_default();
+            e.0 += passes;
+            e.1 += t.elapsed().as_secs_f64();
+        }
+        let mut rows: Vec<_> = by_name.into_iter().collect();
+        rows.sort_by(|a, b| (b.1 .1 / b.1 .0 as f64).total_cmp(&(a.1 .1 / a.1 .0 as f64)));
+        for (name, (count, secs)) in rows {
+            println!("{:>9.2} us/render  {:>5.1}% of time  {name}", secs / count as f64 * 1e6, secs / took * 100.0);
+        }
+    }
+}
