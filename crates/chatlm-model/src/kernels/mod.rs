@@ -296,7 +296,46 @@ fn f32s<'a>(x: ActRow<'a>) -> &'a [f32] {
     }
 }
 
+/// Block pointer shared by the parts of one quantization; each part writes disjoint rows.
+#[derive(Clone, Copy)]
+struct BlocksPtr(*mut BlockQ8);
+// SAFETY: as `OutPtr`.
+unsafe impl Send for BlocksPtr {}
+unsafe impl Sync for BlocksPtr {}
+
 impl CpuKernels {
+    /// Quantizes the `m` rows of `x` into `out`; a prompt's rows in parallel (on one
+    /// thread this was ~6% of a Q8_0 prefill).
+    fn quantize_q8(&self, x: &[f32], m: usize, out: &mut [BlockQ8]) {
+        let one = |x: &[f32], out: &mut [BlockQ8]| {
+            #[cfg(target_arch = "x86_64")]
+            if self.isa == Isa::Avx2 {
+                // SAFETY: `Avx2` is only constructed when the CPU has the features.
+                return unsafe { avx2::quantize_q8(x, out) };
+            }
+            quantize_q8(x, out)
+        };
+        let pool = pool::global();
+        if m < 8 || pool.threads() == 1 {
+            return one(x, out);
+        }
+        let (cols, blocks) = (x.len() / m, out.len() / m);
+        let ptr = BlocksPtr(out.as_mut_ptr());
+        let next = AtomicUsize::new(0);
+        pool.run(&|| loop {
+            let start = next.fetch_add(4, Ordering::Relaxed);
+            if start >= m {
+                break;
+            }
+            let end = (start + 4).min(m);
+            let ptr = ptr;
+            // SAFETY: rows start..end of `out`, claimed by this part alone; `run` joins
+            // every part before `out` is used again.
+            let rows = unsafe { std::slice::from_raw_parts_mut(ptr.0.add(start * blocks), (end - start) * blocks) };
+            one(&x[start * cols..end * cols], rows);
+        });
+    }
+
     /// `Σ a[i]·b[i]` (the decode step's attention scores).
     pub(crate) fn dot_f32(&self, a: &[f32], b: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
@@ -353,7 +392,7 @@ impl MatMulKernels for CpuKernels {
             ActKind::F32 => run(&Acts::F32(x)),
             ActKind::Q8 => Q8_SCRATCH.with_borrow_mut(|buf| {
                 buf.resize(m * w.cols / 32, BlockQ8::ZERO);
-                quantize_q8(x, buf);
+                self.quantize_q8(x, m, buf);
                 run(&Acts::Q8(buf));
             }),
             ActKind::Q8K => Q8K_SCRATCH.with_borrow_mut(|buf| {

@@ -123,3 +123,25 @@ fn bad_byte_counts_are_rejected() {
     assert!(QMatrix::new(BlockFormat::Q8_0, 2, 64, vec![0; 136]).is_ok());
 }
 
+
+#[test]
+fn simd_quantization_is_bit_identical_to_the_scalar_one() {
+    let simd = CpuKernels::detect();
+    // Ties at .5 after scaling, zeros, and blocks whose largest value is negative.
+    let mut x = random(32 * 40, 9);
+    // amax 127 gives d = 1: every x.5 is a tie (nearest-even rounding would differ).
+    x[..32].iter_mut().enumerate().for_each(|(i, v)| *v = i as f32 - 15.5);
+    x[0] = 127.0;
+    x[32..64].fill(0.0);
+    x[64] = -3.0;
+    for m in [1, 8, 40] {
+        let x = &x[..m * 32];
+        let mut want = vec![BlockQ8::ZERO; m];
+        quantize_q8(x, &mut want);
+        let mut got = vec![BlockQ8::ZERO; m];
+        simd.quantize_q8(x, m, &mut got);
+        for (b, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!((g.d.to_bits(), g.s.to_bits(), g.qs), (w.d.to_bits(), w.s.to_bits(), w.qs), "m={m} block {b}");
+        }
+    }
+}
