@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::{avx2, BlockFormat, CpuKernels, OutPtr, QMatrix};
+use super::{avx2, avx512, BlockFormat, CpuKernels, OutPtr, QMatrix};
 
 thread_local! {
     /// The current tile of weight rows, as f32.
@@ -27,6 +27,7 @@ impl CpuKernels {
     pub(super) fn part_dense(&self, w: &QMatrix, x: &[f32], m: usize, rows: Range<usize>, out: OutPtr) {
         let (cols, n) = (w.cols, w.rows);
         let tile_rows = (TILE_BYTES / (4 * cols)).clamp(4, 32) / 4 * 4;
+        let wide = avx512::available();
         TILE.with_borrow_mut(|buf| {
             buf.resize(tile_rows * cols, 0.0);
             let mut tile = rows.start;
@@ -37,11 +38,19 @@ impl CpuKernels {
                 }
                 let mut i = 0;
                 while i < m {
-                    let a = (m - i).min(3);
+                    // Six activation rows at a time when every weight group is 4 rows.
+                    let a = if wide && len % 4 == 0 && m - i >= 6 { 6 } else { (m - i).min(3) };
                     let mut r = 0;
                     while r < len {
                         let k = (len - r).min(4);
                         let at = Block { w: &buf[r * cols..], x: &x[i * cols..], cols, out, n, i, r: tile + r };
+                        if a == 6 {
+                            // SAFETY: `wide` says the CPU has AVX-512F; the slices hold 4 weight
+                            // rows and 6 activation rows.
+                            unsafe { at.run512() };
+                            r += k;
+                            continue;
+                        }
                         // SAFETY: `part_dense` only runs with `Isa::Avx2`; the slices hold `k`
                         // weight rows and `a` activation rows of `cols` values.
                         unsafe {
@@ -96,6 +105,26 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
+    /// 4 weight rows × 6 activation rows with AVX-512.
+    unsafe fn run512(&self) {
+        let c = self.cols;
+        let w: [&[f32]; 4] = std::array::from_fn(|k| &self.w[k * c..(k + 1) * c]);
+        let x: [&[f32]; 6] = std::array::from_fn(|a| &self.x[a * c..(a + 1) * c]);
+        let mut y = [[0.0f32; 4]; 6];
+        avx512::f32_tile::<4, 6>(&w, &x, &mut y);
+        self.store(&y);
+    }
+
+    #[inline(always)]
+    unsafe fn store<const R: usize, const A: usize>(&self, y: &[[f32; R]; A]) {
+        for (a, row) in y.iter().enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                // SAFETY: (i + a, r + k) is inside `out` (m × n); only this part owns row r + k.
+                *self.out.0.add((self.i + a) * self.n + self.r + k) = v;
+            }
+        }
+    }
+
     #[inline(always)]
     unsafe fn run<const R: usize, const A: usize>(&self) {
         let c = self.cols;
@@ -103,11 +132,6 @@ impl Block<'_> {
         let x: [&[f32]; A] = std::array::from_fn(|a| &self.x[a * c..(a + 1) * c]);
         let mut y = [[0.0f32; R]; A];
         avx2::f32_tile::<R, A>(&w, &x, &mut y);
-        for (a, row) in y.iter().enumerate() {
-            for (k, &v) in row.iter().enumerate() {
-                // SAFETY: (i + a, r + k) is inside `out` (m × n); only this part owns row r + k.
-                *self.out.0.add((self.i + a) * self.n + self.r + k) = v;
-            }
-        }
+        self.store(&y);
     }
 }

@@ -11,6 +11,8 @@
 //! implement it for its own weight storage.
 
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod dense;
 mod formats;
 mod pool;
