@@ -58,8 +58,11 @@ enum Inner {
     Lines { lines: BufReader<Box<dyn Read + Send>>, line: usize, pending: std::vec::IntoIter<Result<Record>> },
     Buffered { rows: std::vec::IntoIter<Record> },
     Csv { reader: BufReader<File>, header: Vec<String>, row: usize, line: usize },
-    Parquet { reader: ParquetRecordBatchReader, pending: std::vec::IntoIter<Record>, row: usize },
+    Parquet { reader: ParquetRecordBatchReader, pending: std::vec::IntoIter<Result<Record>>, row: usize },
 }
+
+/// Parquet record batches (1024 rows each) converted together.
+const PARQUET_BATCHES: usize = 8;
 
 /// JSONL lines parsed together (in parallel) before their rows are handed out.
 const JSONL_BATCH: usize = 4096;
@@ -189,24 +192,39 @@ impl Iterator for RecordReader {
                 let map = header.iter().cloned().zip(rec.0.into_iter().map(csv_value)).collect();
                 Some(Ok((n, map)))
             }
-            Inner::Parquet { reader, pending, row } => loop {
+            Inner::Parquet { reader, pending, row } => {
                 if let Some(r) = pending.next() {
-                    return Some(Ok(r));
+                    return Some(r);
                 }
-                let batch = match reader.next()? {
-                    Ok(b) => b,
-                    Err(e) => {
-                        return Some(Err(DataError::Parquet { path: self.path.clone(), message: e.to_string() }))
+                // A few batches at a time, turned into rows in parallel (like JSONL lines).
+                let mut batches = Vec::with_capacity(PARQUET_BATCHES);
+                let mut failed = None;
+                while batches.len() < PARQUET_BATCHES {
+                    match reader.next() {
+                        None => break,
+                        Some(Ok(b)) => batches.push(b),
+                        Some(Err(e)) => {
+                            // Rows read before the bad page still come first.
+                            failed = Some(DataError::Parquet { path: self.path.clone(), message: e.to_string() });
+                            break;
+                        }
                     }
+                }
+                let mut first = Vec::with_capacity(batches.len());
+                for b in &batches {
+                    first.push(*row);
+                    *row += b.num_rows();
+                }
+                let rows: Result<Vec<Vec<Record>>, String> =
+                    batches.par_iter().zip(first).map(|(b, first)| batch_to_records(b, first)).collect();
+                let mut out: Vec<Result<Record>> = match rows {
+                    Ok(v) => v.into_iter().flatten().map(Ok).collect(),
+                    Err(m) => vec![Err(DataError::Parquet { path: self.path.clone(), message: m })],
                 };
-                match batch_to_records(&batch, *row) {
-                    Ok(v) => {
-                        *row += v.len();
-                        *pending = v.into_iter();
-                    }
-                    Err(m) => return Some(Err(DataError::Parquet { path: self.path.clone(), message: m })),
-                }
-            },
+                out.extend(failed.map(Err));
+                *pending = out.into_iter();
+                pending.next()
+            }
         }
     }
 }
@@ -307,6 +325,20 @@ fn batch_to_records(batch: &RecordBatch, first_row: usize) -> Result<Vec<Record>
 }
 
 /// Arrow array → JSON values, for the types `datasets` writes.
+/// Rows of a list column from its flat values, moved (not cloned) into each row's array.
+fn split_list<O: Copy + TryInto<usize>>(values: Vec<Value>, offsets: &[O], is_null: impl Fn(usize) -> bool) -> Vec<Value> {
+    let at = |o: O| o.try_into().unwrap_or(0);
+    let mut values = values.into_iter().skip(offsets.first().map_or(0, |&o| at(o)));
+    offsets
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| {
+            let row: Vec<Value> = values.by_ref().take(at(w[1]).saturating_sub(at(w[0]))).collect();
+            if is_null(i) { Value::Null } else { Value::Array(row) }
+        })
+        .collect()
+}
+
 fn array_values(a: &dyn Array) -> Result<Vec<Value>, String> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::*;
@@ -342,19 +374,11 @@ fn array_values(a: &dyn Array) -> Result<Vec<Value>, String> {
         }
         DataType::List(_) => {
             let l = a.as_list::<i32>();
-            let vals = array_values(l.values().as_ref())?;
-            let off = l.value_offsets();
-            (0..l.len())
-                .map(|i| if l.is_null(i) { Value::Null } else { Value::Array(vals[off[i] as usize..off[i + 1] as usize].to_vec()) })
-                .collect()
+            split_list(array_values(l.values().as_ref())?, l.value_offsets(), |i| l.is_null(i))
         }
         DataType::LargeList(_) => {
             let l = a.as_list::<i64>();
-            let vals = array_values(l.values().as_ref())?;
-            let off = l.value_offsets();
-            (0..l.len())
-                .map(|i| if l.is_null(i) { Value::Null } else { Value::Array(vals[off[i] as usize..off[i + 1] as usize].to_vec()) })
-                .collect()
+            split_list(array_values(l.values().as_ref())?, l.value_offsets(), |i| l.is_null(i))
         }
         DataType::Struct(fields) => {
             let s = a.as_struct();
