@@ -95,7 +95,13 @@ fn simd_paths_agree_with_the_scalar_path() {
         return;
     }
     let (rows, cols) = (70, 768);
-    for format in BlockFormat::ALL.into_iter().filter(|&f| simd.isa().has_kernel(f)) {
+    // 800 columns: an odd number of 32-blocks (the wide kernels take blocks in pairs).
+    let shapes = BlockFormat::ALL
+        .into_iter()
+        .filter(|&f| simd.isa().has_kernel(f))
+        .map(|f| (f, cols))
+        .chain([BlockFormat::Q4_0, BlockFormat::Q4_1, BlockFormat::Q8_0].map(|f| (f, 800)));
+    for (format, cols) in shapes {
         let (w, _) = random_matrix(format, rows, cols, 4);
         for m in [1, 4, 5, 8] {
             let x = random(m * cols, 5);
