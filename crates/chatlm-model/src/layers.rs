@@ -1,6 +1,6 @@
 //! The building blocks of the decoder: linear maps, RMSNorm, GQA attention, SwiGLU MLP.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Tensor};
 
 use crate::cache::KvCache;
 use crate::config::{Architecture, ModelConfig};
@@ -114,6 +114,15 @@ impl Attention {
         let total = k.dim(2)?;
         let q = q.reshape((b, self.kv_heads, groups * t, self.head_dim))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
+        if q.dtype() == DType::F32 && q.device().is_cpu() {
+            // One pass over the scores in place, skipping masked entries (half of a
+            // causal prompt's) instead of candle's scale, mask-add and softmax passes.
+            let scores = q.matmul(&k.t()?)?;
+            scores.inplace_op2(&step.mask, &MaskedSoftmax { scale: scale as f32, heads: self.heads, t })?;
+            let out = scores.matmul(&v)?.reshape((b, self.heads, t, self.head_dim))?;
+            let out = out.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+            return self.o.forward(&out);
+        }
         // Mask and softmax in f32 whatever the compute dtype, as transformers does.
         let scores = (q.matmul(&k.t()?)? * scale)?
             .to_dtype(DType::F32)?
@@ -239,4 +248,55 @@ pub(crate) fn attention_mask(
         }
     }
     Ok(Tensor::from_vec(data, (batch, 1, new, total), device)?.contiguous()?)
+}
+
+/// `softmax(scores · scale + mask)` in place over f32 scores `(batch, heads, t, total)` with an
+/// additive mask `(batch, 1, t, total)` (0 or `f32::MIN`): what the candle ops compute, with
+/// masked entries set to 0 instead of exponentiated.
+struct MaskedSoftmax {
+    scale: f32,
+    heads: usize,
+    t: usize,
+}
+
+impl InplaceOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "masked-softmax"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+        let (CpuStorage::F32(scores), CpuStorage::F32(mask)) = (s1, s2) else {
+            candle_core::bail!("masked-softmax needs f32 scores and mask")
+        };
+        let (Some((s0, s_end)), Some((m0, m_end))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("masked-softmax needs contiguous scores and mask")
+        };
+        let total = *l1.dims().last().unwrap_or(&1);
+        let (scores, mask) = (&mut scores[s0..s_end], &mask[m0..m_end]);
+        let kernels = crate::kernels::cpu();
+        for (r, row) in scores.chunks_exact_mut(total).enumerate() {
+            // Row r is (batch, head, query); the mask has one row per (batch, query).
+            let (batch, query) = (r / (self.heads * self.t), r % self.t);
+            let m = &mask[(batch * self.t + query) * total..][..total];
+            let allowed = |v: &f32| *v == 0.0;
+            let (Some(lo), Some(hi)) = (m.iter().position(allowed), m.iter().rposition(allowed)) else {
+                // Nothing to attend to (a padding query): every score is f32::MIN, and
+                // candle's softmax of equal values is uniform.
+                row.fill(1.0 / total as f32);
+                continue;
+            };
+            let mut max = f32::NEG_INFINITY;
+            for (v, &mv) in row[lo..=hi].iter_mut().zip(&m[lo..=hi]) {
+                *v = if mv == 0.0 { *v * self.scale } else { f32::NEG_INFINITY };
+                max = max.max(*v);
+            }
+            let sum = kernels.exp_sub_sum(&mut row[lo..=hi], max);
+            for (v, &mv) in row[lo..=hi].iter_mut().zip(&m[lo..=hi]) {
+                *v = if mv == 0.0 { *v / sum } else { 0.0 };
+            }
+            row[..lo].fill(0.0);
+            row[hi + 1..].fill(0.0);
+        }
+        Ok(())
+    }
 }

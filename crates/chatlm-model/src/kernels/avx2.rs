@@ -343,3 +343,41 @@ pub(crate) unsafe fn quantize_q8(x: &[f32], out: &mut [BlockQ8]) {
         block.s = d * _mm_cvtsi128_si32(s) as f32;
     }
 }
+
+/// e^x for 8 lanes: `x = n·ln2 + r` with |r| ≤ ln2/2, a degree-7 Taylor polynomial of e^r
+/// (error below 1e-8 relative, ~1 ulp) scaled by 2^n through the exponent bits.
+#[inline(always)]
+unsafe fn exp8(x: __m256) -> __m256 {
+    let x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0)), _mm256_set1_ps(-87.0));
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
+    // ln 2 in two parts so n · ln2_hi is exact.
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
+    let mut p = _mm256_set1_ps(1.0 / 5040.0);
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let scale = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+    _mm256_mul_ps(p, _mm256_castsi256_ps(scale))
+}
+
+/// `row[i] = e^(row[i] - max)` and returns the sum (a softmax's numerators).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn exp_sub_sum(row: &mut [f32], max: f32) -> f32 {
+    let m = _mm256_set1_ps(max);
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= row.len() {
+        let p = row.as_mut_ptr().add(i);
+        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), m));
+        _mm256_storeu_ps(p, e);
+        acc = _mm256_add_ps(acc, e);
+        i += 8;
+    }
+    let mut sum = hsum(acc);
+    for v in &mut row[i..] {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    sum
+}

@@ -374,6 +374,21 @@ impl CpuKernels {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
 
+    /// `row[i] = e^(row[i] - max)`, returning the sum: a softmax's numerators.
+    pub(crate) fn exp_sub_sum(&self, row: &mut [f32], max: f32) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx2 {
+            // SAFETY: `Avx2` is only constructed when the CPU has the features.
+            return unsafe { avx2::exp_sub_sum(row, max) };
+        }
+        let mut sum = 0.0;
+        for v in row {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        sum
+    }
+
     /// `y[i] += alpha · x[i]` (the decode step's weighted sum of values).
     pub(crate) fn axpy_f32(&self, alpha: f32, x: &[f32], y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]

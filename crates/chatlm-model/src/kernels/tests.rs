@@ -151,3 +151,17 @@ fn simd_quantization_is_bit_identical_to_the_scalar_one() {
         }
     }
 }
+
+#[test]
+fn simd_exp_is_within_a_few_ulp_of_libm() {
+    let kernels = CpuKernels::detect();
+    let mut row: Vec<f32> = (0..2000).map(|i| -90.0 + i as f32 * 0.0467).chain([0.0, -0.0, 1e-8, -1e-3]).collect();
+    let want: Vec<f32> = row.iter().map(|v| (v - 1.5f32).exp()).collect();
+    let sum = kernels.exp_sub_sum(&mut row, 1.5);
+    for (i, (g, w)) in row.iter().zip(&want).enumerate() {
+        // Values that underflow to subnormals (x < -87) may flush to zero.
+        assert!((g - w).abs() <= 4.0 * f32::EPSILON * w.abs() + 1e-37, "[{i}] {g} vs {w}");
+    }
+    let exact: f64 = want.iter().map(|&v| v as f64).sum();
+    assert!(((sum as f64) - exact).abs() <= 1e-5 * exact, "{sum} vs {exact}");
+}
