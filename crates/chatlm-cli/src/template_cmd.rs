@@ -5,6 +5,8 @@
 //! others. Tokenizers and compiled templates are cached across lines, so a stream renders at full
 //! speed.
 
+mod line;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use chatlm_template::{
 use chatlm_tokenizer::{ChatTemplateSource, Tokenizer};
 use clap::Args;
 use serde_json::{json, Map, Value};
+
+use line::{parse_line, LineFields, LineTemplate};
 
 #[derive(Args)]
 pub struct TemplateArgs {
@@ -221,19 +225,67 @@ impl Shared {
     }
 }
 
-/// One worker's compiled-template cache.
-struct Session<'a> {
-    shared: &'a Shared,
-    templates: HashMap<String, Arc<ChatTemplate>, BuildHasherDefault<FxHasher>>,
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// What the cache holds for one line template's raw JSON text: the compiled template of a string,
+/// or of a named list the template chosen without and with tools.
+#[derive(Clone, Default)]
+struct Cached {
+    single: Option<Arc<ChatTemplate>>,
+    list: [Option<Arc<ChatTemplate>>; 2],
 }
 
+/// One worker's compiled-template caches. Untrusted streams could send endless distinct templates:
+/// each cache is emptied when it reaches [`MAX_CACHED`] entries.
+struct Session<'a> {
+    shared: &'a Shared,
+    /// By template source (the tokenizers' templates, and every compiled template).
+    templates: FastMap<String, Arc<ChatTemplate>>,
+    /// By the raw JSON text of lines' `"chat_template"`.
+    by_json: FastMap<Arc<str>, Cached>,
+    /// The last entry of `by_json` used: consecutive lines mostly share a template, and comparing
+    /// with it skips hashing kilobytes of text.
+    last: Option<(Arc<str>, Cached)>,
+}
+
+const MAX_CACHED: usize = 256;
+
 impl Session<'_> {
+    fn new(shared: &Shared) -> Session<'_> {
+        Session { shared, templates: HashMap::default(), by_json: HashMap::default(), last: None }
+    }
+
+    /// The cache entry of a line template's raw JSON text.
+    fn lookup(&mut self, raw: &str) -> Option<Cached> {
+        if let Some((key, entry)) = &self.last {
+            if **key == *raw {
+                return Some(entry.clone());
+            }
+        }
+        let (key, entry) = self.by_json.get_key_value(raw)?;
+        self.last = Some((key.clone(), entry.clone()));
+        Some(entry.clone())
+    }
+
+    /// Records what a raw JSON template compiled to.
+    fn remember(&mut self, raw: &str, update: impl FnOnce(&mut Cached)) {
+        if !self.by_json.contains_key(raw) && self.by_json.len() >= MAX_CACHED {
+            self.by_json.clear();
+        }
+        let key: Arc<str> = match self.by_json.get_key_value(raw) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(raw),
+        };
+        let entry = self.by_json.entry(key.clone()).or_default();
+        update(entry);
+        self.last = Some((key, entry.clone()));
+    }
+
     fn template(&mut self, source: &str) -> Result<Arc<ChatTemplate>, LineError> {
         if let Some(t) = self.templates.get(source) {
             return Ok(t.clone());
         }
-        // Untrusted streams could send endless distinct templates: keep the cache bounded.
-        if self.templates.len() >= 256 {
+        if self.templates.len() >= MAX_CACHED {
             self.templates.clear();
         }
         let t = Arc::new(ChatTemplate::new(source)?);
@@ -241,35 +293,64 @@ impl Session<'_> {
         Ok(t)
     }
 
-    fn answer(&mut self, line: &str) -> Result<Value, LineError> {
-        let req: Value = serde_json::from_str(line).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
-        let Value::Object(mut obj) = req else {
-            return Err(invalid("a request line must be a JSON object"));
+    /// The template a line's `"chat_template"` names.
+    fn line_template(&mut self, tpl: LineTemplate<Cached>, has_tools: bool) -> Result<Arc<ChatTemplate>, LineError> {
+        let slot = usize::from(has_tools);
+        let (raw, value) = match tpl {
+            LineTemplate::Known(raw, entry) => {
+                if let Some(t) = entry.single.or_else(|| entry.list[slot].clone()) {
+                    return Ok(t);
+                }
+                // A known list, not yet chosen from with this `has_tools`: it decoded before.
+                let value = serde_json::from_str(raw).map_err(|e| invalid(format!("\"chat_template\": {e}")))?;
+                (Some(raw), value)
+            }
+            LineTemplate::New(raw, value) => (Some(raw), value),
+            LineTemplate::Parsed(value) => (None, value),
         };
-        let tok_path = match obj.get("tokenizer") {
+        match value {
+            Value::String(source) => {
+                let t = self.template(&source)?;
+                if let Some(raw) = raw {
+                    self.remember(raw, |c| c.single = Some(t.clone()));
+                }
+                Ok(t)
+            }
+            list @ Value::Array(_) => {
+                let source = named_templates(&list)?;
+                let text = select_template(&source, None, has_tools)?.to_string();
+                let t = self.template(&text)?;
+                if let Some(raw) = raw {
+                    self.remember(raw, |c| c.list[slot] = Some(t.clone()));
+                }
+                Ok(t)
+            }
+            _ => Err(invalid("\"chat_template\" must be a string or a list of {name, template}")),
+        }
+    }
+
+    fn answer(&mut self, line: &str) -> Result<Answer, LineError> {
+        let mut fields = parse_line(line, |raw| self.lookup(raw))?;
+        let tok_path = match fields.tokenizer.take() {
             Some(Value::String(p)) => Some(PathBuf::from(p)),
-            Some(Value::Null) | None => self.shared.default_tokenizer.clone(),
+            None => self.shared.default_tokenizer.clone(),
             Some(_) => return Err(invalid("\"tokenizer\" must be a path string")),
         };
         let tokenizer = tok_path.as_deref().map(|p| self.shared.tokenizer(p)).transpose()?;
-        let request = build_request(&mut obj, tokenizer.as_deref())?;
-        let flag = |name: &str| -> Result<bool, LineError> {
-            match obj.get(name) {
-                None | Some(Value::Null) => Ok(false),
+        let request = build_request(&mut fields, tokenizer.as_deref())?;
+        let flag = |name: &str, v: &Option<Value>| -> Result<bool, LineError> {
+            match v {
+                None => Ok(false),
                 Some(Value::Bool(b)) => Ok(*b),
                 Some(_) => Err(invalid(format!("\"{name}\" must be a boolean"))),
             }
         };
-        let (tokenize, masks) = (flag("tokenize")?, flag("return_assistant_tokens_mask")?);
+        let tokenize = flag("tokenize", &fields.tokenize)?;
+        let masks = flag("return_assistant_tokens_mask", &fields.return_assistant_tokens_mask)?;
         let has_tools = request.tools.is_some();
-        let template = match obj.get("chat_template") {
-            Some(Value::String(s)) => self.template(s)?,
-            Some(Value::Array(_)) => {
-                let source = named_templates(&obj["chat_template"])?;
-                let text = select_template(&source, None, has_tools)?.to_string();
-                self.template(&text)?
-            }
-            Some(Value::Null) | None => match (&self.shared.default_template, &tokenizer) {
+        let template = match fields.chat_template.take() {
+            Some(tpl) => self.line_template(tpl, has_tools)?,
+            None => match (&self.shared.default_template, &tokenizer) {
                 (Some(t), _) => t.clone(),
                 (None, Some(tok)) => {
                     let source = tok.chat_template().ok_or_else(|| invalid("the tokenizer has no chat template"))?;
@@ -278,10 +359,9 @@ impl Session<'_> {
                 }
                 (None, None) => return Err(invalid("no \"chat_template\", no \"tokenizer\" and no --tokenizer/--template")),
             },
-            Some(_) => return Err(invalid("\"chat_template\" must be a string or a list of {name, template}")),
         };
         if !(tokenize || masks) {
-            return Ok(json!({ "text": template.render(&request)?.text }));
+            return Ok(Answer::Text(template.render(&request)?.text));
         }
         let tok = tokenizer.ok_or_else(|| invalid("\"tokenize\" needs a \"tokenizer\" (or --tokenizer)"))?;
         let applied = apply_chat_template(
@@ -296,18 +376,35 @@ impl Session<'_> {
         if let Some(m) = applied.assistant_masks {
             out.insert("assistant_masks".into(), json!(m));
         }
-        Ok(Value::Object(out))
+        Ok(Answer::Json(Value::Object(out)))
     }
 
-    /// The output line for one input line (an `{"error": ...}` object when it fails).
-    fn answer_line(&mut self, line: &str) -> Vec<u8> {
-        let answer = self.answer(line).unwrap_or_else(|e| json!({"error": {"kind": e.kind, "message": e.message}}));
-        let mut out = serde_json::to_vec(&answer).unwrap_or_else(|e| {
-            format!("{{\"error\":{{\"kind\":\"render\",\"message\":\"cannot encode the answer: {e}\"}}}}").into_bytes()
-        });
+    /// Appends the output line for one input line (an `{"error": ...}` object when it fails).
+    fn answer_line(&mut self, line: &str, out: &mut Vec<u8>) {
+        let start = out.len();
+        let written = match self.answer(line) {
+            // The common answer is written directly: the same bytes as serialising {"text": ...}.
+            Ok(Answer::Text(text)) => {
+                out.extend_from_slice(b"{\"text\":");
+                serde_json::to_writer(&mut *out, &text).map(|()| out.push(b'}'))
+            }
+            Ok(Answer::Json(v)) => serde_json::to_writer(&mut *out, &v),
+            Err(e) => serde_json::to_writer(&mut *out, &json!({"error": {"kind": e.kind, "message": e.message}})),
+        };
+        if let Err(e) = written {
+            out.truncate(start);
+            out.extend_from_slice(
+                format!("{{\"error\":{{\"kind\":\"render\",\"message\":\"cannot encode the answer: {e}\"}}}}").as_bytes(),
+            );
+        }
         out.push(b'\n');
-        out
     }
+}
+
+/// A successful line's answer.
+enum Answer {
+    Text(String),
+    Json(Value),
 }
 
 fn named_templates(v: &Value) -> Result<ChatTemplateSource, LineError> {
@@ -321,41 +418,41 @@ fn named_templates(v: &Value) -> Result<ChatTemplateSource, LineError> {
     Ok(ChatTemplateSource::Named(list))
 }
 
-fn build_request(obj: &mut Map<String, Value>, tokenizer: Option<&Tokenizer>) -> Result<ChatRequest, LineError> {
-    let list = |obj: &mut Map<String, Value>, name: &str| -> Result<Option<Vec<Value>>, LineError> {
-        match obj.remove(name) {
-            None | Some(Value::Null) => Ok(None),
+fn build_request(f: &mut LineFields<Cached>, tokenizer: Option<&Tokenizer>) -> Result<ChatRequest, LineError> {
+    let list = |v: Option<Value>, name: &str| -> Result<Option<Vec<Value>>, LineError> {
+        match v {
+            None => Ok(None),
             Some(Value::Array(l)) => Ok(Some(l)),
             Some(_) => Err(invalid(format!("\"{name}\" must be a list"))),
         }
     };
-    let messages = list(obj, "messages")?.ok_or_else(|| invalid("\"messages\" (a list) is required"))?;
+    let messages = list(f.messages.take(), "messages")?.ok_or_else(|| invalid("\"messages\" (a list) is required"))?;
     let mut req = ChatRequest::new(messages);
-    req.tools = list(obj, "tools")?;
-    req.documents = list(obj, "documents")?;
-    req.add_generation_prompt = match obj.get("add_generation_prompt") {
-        None | Some(Value::Null) => false,
+    req.tools = list(f.tools.take(), "tools")?;
+    req.documents = list(f.documents.take(), "documents")?;
+    req.add_generation_prompt = match &f.add_generation_prompt {
+        None => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(invalid("\"add_generation_prompt\" must be a boolean")),
     };
-    req.continue_final_message = match obj.get("continue_final_message") {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => ContinueFinal::No,
+    req.continue_final_message = match &f.continue_final_message {
+        None | Some(Value::Bool(false)) => ContinueFinal::No,
         Some(Value::Bool(true)) => ContinueFinal::Content,
-        Some(Value::String(f)) => ContinueFinal::Field(f.clone()),
+        Some(Value::String(field)) => ContinueFinal::Field(field.clone()),
         Some(_) => return Err(invalid("\"continue_final_message\" must be a boolean or a field name")),
     };
-    req.special_tokens = match obj.remove("special_tokens") {
+    req.special_tokens = match f.special_tokens.take() {
         Some(Value::Object(m)) => m,
-        None | Some(Value::Null) => tokenizer.map(special_token_variables).unwrap_or_default(),
+        None => tokenizer.map(special_token_variables).unwrap_or_default(),
         Some(_) => return Err(invalid("\"special_tokens\" must be an object")),
     };
-    req.kwargs = match obj.remove("kwargs") {
+    req.kwargs = match f.kwargs.take() {
         Some(Value::Object(m)) => m,
-        None | Some(Value::Null) => Map::new(),
+        None => Map::new(),
         Some(_) => return Err(invalid("\"kwargs\" must be an object")),
     };
-    req.now = match obj.get("now") {
-        None | Some(Value::Null) => None,
+    req.now = match &f.now {
+        None => None,
         Some(Value::String(s)) => {
             Some(DateTime::parse(s).ok_or_else(|| invalid(format!("\"now\" {s:?}: expected YYYY-MM-DDTHH:MM:SS")))?)
         }
@@ -383,8 +480,7 @@ fn run_jsonl(args: &TemplateArgs) -> Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let mut sessions: Vec<Session> =
-        (0..threads).map(|_| Session { shared: &shared, templates: HashMap::default() }).collect();
+    let mut sessions: Vec<Session> = (0..threads).map(|_| Session::new(&shared)).collect();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let stdout = std::io::stdout();
@@ -404,24 +500,30 @@ fn run_jsonl(args: &TemplateArgs) -> Result<()> {
             break;
         }
         let chunk = batch.len().div_ceil(threads);
-        let answers: Vec<Vec<Vec<u8>>> = if threads == 1 || batch.len() < 2 {
-            vec![batch.iter().map(|l| sessions[0].answer_line(l)).collect()]
+        // Each worker answers a contiguous chunk into one buffer; buffers are written in chunk order,
+        // so the output follows the input whatever the thread count.
+        let answer_all = |session: &mut Session, lines: &[String]| {
+            let mut buf = Vec::with_capacity(lines.len() * 256);
+            for l in lines {
+                session.answer_line(l, &mut buf);
+            }
+            buf
+        };
+        let answers: Vec<Vec<u8>> = if threads == 1 || batch.len() < 2 {
+            vec![answer_all(&mut sessions[0], &batch)]
         } else {
-            std::thread::scope(|scope| {
+            let joined = std::thread::scope(|scope| {
                 let handles: Vec<_> = sessions
                     .iter_mut()
                     .zip(batch.chunks(chunk))
-                    .map(|(session, lines)| scope.spawn(move || lines.iter().map(|l| session.answer_line(l)).collect()))
+                    .map(|(session, lines)| scope.spawn(move || answer_all(session, lines)))
                     .collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-            })
+                handles.into_iter().map(|h| h.join()).collect::<Result<Vec<_>, _>>()
+            });
+            joined.map_err(|_| anyhow::anyhow!("a worker thread failed while answering request lines"))?
         };
-        let written: usize = answers.iter().map(Vec::len).sum();
-        if written != batch.len() {
-            bail!("a worker thread failed while answering request lines");
-        }
-        for line in answers.iter().flatten() {
-            out.write_all(line)?;
+        for buf in &answers {
+            out.write_all(buf)?;
         }
     }
     out.flush()?;
