@@ -73,16 +73,20 @@ unsafe fn pair(lo: __m256i, hi: __m256i) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
-/// One weight row of Q4_0 (`FORMAT` 0), Q4_1 (1) or Q8_0 (2) blocks against 4 activation
-/// rows, two blocks per 512-bit step: `vpdpbusd` multiplies unsigned weight bytes (nibbles,
+/// One weight row of Q4_0 (`FORMAT` 0), Q4_1 (1) or Q8_0 (2) blocks against `N` activation
+/// rows (the weight blocks are unpacked once for all of them), two blocks per 512-bit step: `vpdpbusd` multiplies unsigned weight bytes (nibbles,
 /// or |q| with q's sign moved onto the activations) by signed activations into i32 lanes,
 /// the low 8 lanes for one block and the high 8 for the next.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
-pub(crate) unsafe fn q_rows<const FORMAT: u8>(w: &[u8], x: &[&[super::formats::BlockQ8]; 4], out: &mut [f32; 4]) {
+pub(crate) unsafe fn q_rows<const FORMAT: u8, const N: usize>(
+    w: &[u8],
+    x: &[&[super::formats::BlockQ8]; N],
+    out: &mut [f32; N],
+) {
     let bytes = [18, 20, 34][FORMAT as usize];
     let blocks = w.len() / bytes;
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut offsets = [0.0f32; 4];
+    let mut acc = [_mm512_setzero_ps(); N];
+    let mut offsets = [0.0f32; N];
     let zero256 = _mm256_setzero_si256();
     let mut b = 0;
     while b < blocks {
@@ -108,7 +112,7 @@ pub(crate) unsafe fn q_rows<const FORMAT: u8>(w: &[u8], x: &[&[super::formats::B
         // Per-lane weight scales; the activation scales are broadcast straight from memory
         // (load ports, not ALU ports) and multiplied in as a vector.
         let wd = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
-        for n in 0..4 {
+        for n in 0..N {
             let a0 = x[n].get_unchecked(b);
             let a1 = if two { x[n].get_unchecked(b + 1) } else { a0 };
             let y_hi = if two { _mm256_loadu_si256(a1.qs.as_ptr() as *const __m256i) } else { zero256 };
@@ -125,7 +129,7 @@ pub(crate) unsafe fn q_rows<const FORMAT: u8>(w: &[u8], x: &[&[super::formats::B
         }
         b += 2;
     }
-    for n in 0..4 {
+    for n in 0..N {
         out[n] = _mm512_reduce_add_ps(acc[n]) + offsets[n];
     }
 }

@@ -136,17 +136,27 @@ pub trait MatMulKernels: Send + Sync {
 #[derive(Debug, Clone, Copy)]
 pub struct CpuKernels {
     isa: Isa,
+    /// AVX-512 VNNI block kernels for prefill (x86-64 with `isa` AVX2 and those features).
+    wide: bool,
 }
 
 impl CpuKernels {
     /// Kernels for the best instruction set of this CPU.
     pub fn detect() -> Self {
-        Self { isa: Isa::detect() }
+        Self::new(Isa::detect())
+    }
+
+    fn new(isa: Isa) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let wide = isa == Isa::Avx2 && avx512::vnni_available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let wide = false;
+        Self { isa, wide }
     }
 
     /// Kernels for `isa` (tests compare the paths); `None` if this CPU lacks it.
     pub fn with_isa(isa: Isa) -> Option<Self> {
-        (isa == Isa::Scalar || isa == Isa::detect()).then_some(Self { isa })
+        (isa == Isa::Scalar || isa == Isa::detect()).then(|| Self::new(isa))
     }
 
     /// The instruction set in use.
@@ -203,10 +213,22 @@ impl CpuKernels {
         while tile < rows.end {
             let tile_end = (tile + ROW_TILE).min(rows.end);
             let mut i = 0;
+            // The wide kernels unpack a weight row once for 8 activation rows.
+            while self.wide && i + 8 <= m {
+                let x: [ActRow; 8] = std::array::from_fn(|k| acts.row(i + k, m));
+                for r in tile..tile_end {
+                    let y = self.dot_wide(w.format, w.row(r), &x).unwrap_or_else(|| self.dot::<8>(w.format, w.row(r), &x));
+                    for (k, v) in y.into_iter().enumerate() {
+                        // SAFETY: (i + k, r) is inside `out` (m × n) and only this part owns row r.
+                        unsafe { *out.0.add((i + k) * n + r) = v };
+                    }
+                }
+                i += 8;
+            }
             while i + 4 <= m {
                 let x = [acts.row(i, m), acts.row(i + 1, m), acts.row(i + 2, m), acts.row(i + 3, m)];
                 for r in tile..tile_end {
-                    let y = self.dot4_wide(w.format, w.row(r), &x).unwrap_or_else(|| self.dot::<4>(w.format, w.row(r), &x));
+                    let y = self.dot_wide(w.format, w.row(r), &x).unwrap_or_else(|| self.dot::<4>(w.format, w.row(r), &x));
                     for (k, v) in y.into_iter().enumerate() {
                         // SAFETY: (i + k, r) is inside `out` (m × n) and only this part owns row r.
                         unsafe { *out.0.add((i + k) * n + r) = v };
@@ -236,27 +258,25 @@ impl CpuKernels {
         }
     }
 
-    /// One weight row against four activation rows with AVX-512 VNNI, where the CPU and the
+    /// One weight row against `N` activation rows with AVX-512 VNNI, where the CPU and the
     /// format allow it (twice the lanes of the AVX2 kernels for prefill).
     #[inline]
-    fn dot4_wide(&self, format: BlockFormat, w: &[u8], x: &[ActRow; 4]) -> Option<[f32; 4]> {
+    fn dot_wide<const N: usize>(&self, format: BlockFormat, w: &[u8], x: &[ActRow; N]) -> Option<[f32; N]> {
         #[cfg(target_arch = "x86_64")]
-        if self.isa == Isa::Avx2 && avx512::vnni_available() {
-            if let [ActRow::Q8(a), ActRow::Q8(b), ActRow::Q8(c), ActRow::Q8(d)] = *x {
-                let mut out = [0.0f32; 4];
-                let x = [a, b, c, d];
-                // SAFETY: the CPU has the features (checked above); `w` is one whole row and
-                // each activation row covers the same columns.
-                unsafe {
-                    match format {
-                        BlockFormat::Q4_0 => avx512::q_rows::<0>(w, &x, &mut out),
-                        BlockFormat::Q4_1 => avx512::q_rows::<1>(w, &x, &mut out),
-                        BlockFormat::Q8_0 => avx512::q_rows::<2>(w, &x, &mut out),
-                        _ => return None,
-                    }
+        if self.wide && x.iter().all(|a| matches!(a, ActRow::Q8(_))) {
+            let mut out = [0.0f32; N];
+            let x = x.map(q8);
+            // SAFETY: `wide` says the CPU has the features; `w` is one whole row and each
+            // activation row covers the same columns.
+            unsafe {
+                match format {
+                    BlockFormat::Q4_0 => avx512::q_rows::<0, N>(w, &x, &mut out),
+                    BlockFormat::Q4_1 => avx512::q_rows::<1, N>(w, &x, &mut out),
+                    BlockFormat::Q8_0 => avx512::q_rows::<2, N>(w, &x, &mut out),
+                    _ => return None,
                 }
-                return Some(out);
             }
+            return Some(out);
         }
         let _ = (format, w, x);
         None
