@@ -344,6 +344,19 @@ fn f32s<'a>(x: ActRow<'a>) -> &'a [f32] {
     }
 }
 
+/// Runs `f(i)` for every `i < n` on the kernel threads, items claimed one at a time (the
+/// decode step's attention heads).
+pub(crate) fn parallel_for(n: usize, f: &(dyn Fn(usize) + Sync)) {
+    let next = AtomicUsize::new(0);
+    pool::global().run(&|| loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            break;
+        }
+        f(i);
+    });
+}
+
 /// Block pointer shared by the parts of one quantization; each part writes disjoint rows.
 #[derive(Clone, Copy)]
 struct BlocksPtr(*mut BlockQ8);
