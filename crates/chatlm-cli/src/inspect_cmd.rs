@@ -52,6 +52,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         "padding_side": format!("{:?}", tokenizer.padding_side()).to_lowercase(),
         "model_max_length": tokenizer.model_max_length(),
         "pre_tokenizer": pre_tokenizer,
+        "fast_encode": tokenizer.has_fast_encode(),
         "chat_template": template,
     });
     if args.json {
@@ -73,6 +74,8 @@ fn print_readable(summary: &Value) {
     println!("model           {}", text(&summary["model"]));
     println!("vocab size      {} (len with added tokens: {})", summary["vocab_size"], summary["len"]);
     println!("pre-tokenizer   {}", text(&summary["pre_tokenizer"]));
+    let fast = if summary["fast_encode"] == true { "hand-written split + piece cache" } else { "tokenizers pipeline" };
+    println!("encode path     {fast}");
     println!("padding side    {}", text(&summary["padding_side"]));
     println!("max length      {}", text(&summary["model_max_length"]));
     println!("special tokens");
