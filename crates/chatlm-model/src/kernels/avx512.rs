@@ -133,3 +133,55 @@ pub(crate) unsafe fn q_rows<const FORMAT: u8, const N: usize>(
         out[n] = _mm512_reduce_add_ps(acc[n]) + offsets[n];
     }
 }
+
+/// Four weight rows of Q4_0 (`FORMAT` 0), Q4_1 (1) or Q8_0 (2) against one activation row
+/// (decode), two blocks per 512-bit step: the activation pair is loaded once for the four
+/// rows, whose FMA chains are independent.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+pub(crate) unsafe fn q_rows4<const FORMAT: u8>(w: &[&[u8]; 4], x: &[super::formats::BlockQ8], out: &mut [f32; 4]) {
+    let bytes = [18, 20, 34][FORMAT as usize];
+    let blocks = w[0].len() / bytes;
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut offsets = [0.0f32; 4];
+    let zero256 = _mm256_setzero_si256();
+    let mut b = 0;
+    while b < blocks {
+        let two = b + 1 < blocks;
+        let a0 = x.get_unchecked(b);
+        let a1 = if two { x.get_unchecked(b + 1) } else { a0 };
+        let y_hi = if two { _mm256_loadu_si256(a1.qs.as_ptr() as *const __m256i) } else { zero256 };
+        let y = pair(_mm256_loadu_si256(a0.qs.as_ptr() as *const __m256i), y_hi);
+        let ad = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a0.d), _mm512_set1_ps(a1.d));
+        for r in 0..4 {
+            let p0 = w[r].as_ptr().add(b * bytes);
+            let p1 = if two { p0.add(bytes) } else { p0 };
+            // Four rows are four streams; fetch a few blocks ahead of each.
+            _mm_prefetch::<_MM_HINT_T0>(p0.add(8 * bytes) as *const i8);
+            let (d0, d1) = (f16(p0), if two { f16(p1) } else { 0.0 });
+            let dot = if FORMAT == 2 {
+                let q = pair(
+                    _mm256_loadu_si256(p0.add(2) as *const __m256i),
+                    if two { _mm256_loadu_si256(p1.add(2) as *const __m256i) } else { zero256 },
+                );
+                let y = _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(q), _mm512_setzero_si512(), y);
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(q), y)
+            } else {
+                let off = if FORMAT == 1 { 4 } else { 2 };
+                let q = pair(nibbles(p0.add(off)), if two { nibbles(p1.add(off)) } else { zero256 });
+                let (m0, m1) = if FORMAT == 1 {
+                    (f16(p0.add(2)), if two { f16(p1.add(2)) } else { 0.0 })
+                } else {
+                    (-8.0 * d0, -8.0 * d1)
+                };
+                offsets[r] += m0 * a0.s + if two { m1 * a1.s } else { 0.0 };
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y)
+            };
+            let wd = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, ad), _mm512_cvtepi32_ps(dot), acc[r]);
+        }
+        b += 2;
+    }
+    for r in 0..4 {
+        out[r] = _mm512_reduce_add_ps(acc[r]) + offsets[r];
+    }
+}

@@ -287,6 +287,19 @@ impl CpuKernels {
     fn dot_rows4(&self, format: BlockFormat, w: &[&[u8]; 4], x: ActRow) -> Option<[f32; 4]> {
         let mut out = [0.0f32; 4];
         #[cfg(target_arch = "x86_64")]
+        if let (true, ActRow::Q8(x)) = (self.wide, x) {
+            // SAFETY: `wide` says the CPU has the features; the rows are whole.
+            unsafe {
+                match format {
+                    BlockFormat::Q4_1 => avx512::q_rows4::<1>(w, x, &mut out),
+                    BlockFormat::Q4_0 => avx512::q_rows4::<0>(w, x, &mut out),
+                    BlockFormat::Q8_0 => avx512::q_rows4::<2>(w, x, &mut out),
+                    _ => return None,
+                }
+            }
+            return Some(out);
+        }
+        #[cfg(target_arch = "x86_64")]
         if let (Isa::Avx2, ActRow::Q8(x)) = (self.isa, x) {
             // SAFETY: as in `dot`: the CPU has the features, the rows are whole.
             unsafe {
