@@ -4,8 +4,10 @@
 //! to q8 blocks (32 values for Q4_0/Q4_1/Q8_0, 256 for the K formats) and takes integer dot
 //! products block by block; f16/f32 weights multiply f32 activations. The instruction set is
 //! chosen at run time ([`Isa::detect`]); the scalar code is the reference the SIMD paths are
-//! tested against and runs only on CPUs without AVX2. Work is split across a persistent pool
-//! of threads by weight rows.
+//! tested against and runs only on CPUs without AVX2. Where the CPU also has AVX-512 (F, BW,
+//! VNNI) the prefill and decode products of Q4_0/Q4_1/Q8_0 and the dense prefill GEMM take
+//! 512-bit kernels (`avx512`), detected at run time too. Work is split across a persistent
+//! pool of threads by weight rows.
 //!
 //! [`MatMulKernels`] is the one interface the model calls, so another backend (a GPU) can
 //! implement it for its own weight storage.
