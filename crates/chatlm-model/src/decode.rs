@@ -114,7 +114,6 @@ impl NativeDecoder {
                     // SAFETY: head `head` alone writes `attn[head·hd..(head+1)·hd]`, and
                     // `parallel_for` returns only when every head is done.
                     let out = unsafe { std::slice::from_raw_parts_mut(out.0.add(head * hd), hd) };
-                    out.fill(0.0);
                     let qh = &q[head * hd..(head + 1) * hd];
                     let base = head / groups * capacity;
                     let mut probs = Vec::with_capacity(visible.len());
@@ -126,10 +125,8 @@ impl NativeDecoder {
                         probs.push(p);
                     }
                     let sum = kernels.exp_sub_sum(&mut probs, max);
-                    for (&p, &t) in probs.iter().zip(&visible) {
-                        let at = (base + t) * hd;
-                        kernels.axpy_f32(p / sum, &values[at..at + hd], out);
-                    }
+                    probs.iter_mut().for_each(|p| *p /= sum);
+                    kernels.weighted_rows(&probs, values, base, &visible, out);
                 });
             })?;
             matvec(kernels, std::slice::from_ref(&m.o), &attn, &mut y);

@@ -381,3 +381,32 @@ pub(crate) unsafe fn exp_sub_sum(row: &mut [f32], max: f32) -> f32 {
     }
     sum
 }
+
+/// `out = Σ_i p[i] · rows[i]` for rows of `out.len()` values starting at `base + slots[i] ·
+/// out.len()`: attention's weighted sum of values, 64 columns at a time held in registers
+/// across all rows (no load and store of `out` per row).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn weighted_rows(p: &[f32], values: &[f32], base: usize, slots: &[usize], out: &mut [f32]) {
+    let d = out.len();
+    let mut c = 0;
+    while c + 64 <= d {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (&pi, &t) in p.iter().zip(slots) {
+            let row = values[(base + t) * d + c..][..64].as_ptr();
+            let pv = _mm256_set1_ps(pi);
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(row.add(8 * j)), *a);
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(c + 8 * j), *a);
+        }
+        c += 64;
+    }
+    if c < d {
+        out[c..].fill(0.0);
+        for (&pi, &t) in p.iter().zip(slots) {
+            axpy_f32(pi, &values[(base + t) * d + c..(base + t + 1) * d], &mut out[c..]);
+        }
+    }
+}

@@ -437,6 +437,21 @@ impl CpuKernels {
         sum
     }
 
+    /// `out = Σ_i p[i] · values[(base + slots[i]) · d ..][..d]` with `d = out.len()`: the
+    /// decode step's weighted sum of one head's values.
+    pub(crate) fn weighted_rows(&self, p: &[f32], values: &[f32], base: usize, slots: &[usize], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx2 {
+            // SAFETY: `Avx2` is only constructed when the CPU has the features.
+            return unsafe { avx2::weighted_rows(p, values, base, slots, out) };
+        }
+        let d = out.len();
+        out.fill(0.0);
+        for (&pi, &t) in p.iter().zip(slots) {
+            self.axpy_f32(pi, &values[(base + t) * d..(base + t + 1) * d], out);
+        }
+    }
+
     /// `y[i] += alpha · x[i]` (the decode step's weighted sum of values).
     pub(crate) fn axpy_f32(&self, alpha: f32, x: &[f32], y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]

@@ -165,3 +165,19 @@ fn simd_exp_is_within_a_few_ulp_of_libm() {
     let exact: f64 = want.iter().map(|&v| v as f64).sum();
     assert!(((sum as f64) - exact).abs() <= 1e-5 * exact, "{sum} vs {exact}");
 }
+
+#[test]
+fn weighted_rows_match_the_scalar_sum() {
+    let simd = CpuKernels::detect();
+    // 72 columns: one 64-column register block and a remainder.
+    for d in [16, 64, 72] {
+        let values = random(10 * d, 11);
+        let (p, slots) = ([0.5f32, 0.25, 0.125, 0.125], [1usize, 4, 5, 9]);
+        let mut got = vec![f32::NAN; d];
+        simd.weighted_rows(&p, &values, 0, &slots, &mut got);
+        for (c, g) in got.iter().enumerate() {
+            let want: f32 = p.iter().zip(&slots).map(|(p, t)| p * values[t * d + c]).sum();
+            assert!((g - want).abs() <= 1e-6, "d={d} [{c}]: {g} vs {want}");
+        }
+    }
+}
