@@ -10,9 +10,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use chatlm_template::{select_template, ChatRequest, ChatTemplate, ContinueFinal, DateTime};
+use chatlm_template::{select_template, ChatRequest, ChatTemplate};
 use chatlm_tokenizer::ChatTemplateSource;
 use serde_json::{Map, Value};
+
+#[path = "../tests/common/golden_line.rs"]
+mod golden_line;
+use golden_line::request_from_line;
 
 fn main() {
     let mut passes = 20usize;
@@ -59,21 +63,7 @@ fn main() {
         let Some(expected) = line["expected"].as_str() else { continue };
         let name = line["template"].as_str().unwrap().to_string();
         let (source, tokens) = &sources[&name];
-        let list = |v: &Value| v.as_array().cloned();
-        let req = ChatRequest {
-            messages: list(&line["messages"]).unwrap(),
-            tools: list(&line["tools"]),
-            documents: list(&line["documents"]),
-            add_generation_prompt: line["add_generation_prompt"].as_bool().unwrap_or(false),
-            continue_final_message: match &line["continue_final_message"] {
-                Value::Bool(true) => ContinueFinal::Content,
-                Value::String(s) => ContinueFinal::Field(s.clone()),
-                _ => ContinueFinal::No,
-            },
-            special_tokens: tokens.clone(),
-            kwargs: line["extra_kwargs"].as_object().cloned().unwrap_or_default(),
-            now: line["now"].as_str().and_then(DateTime::parse),
-        };
+        let req = request_from_line(&line, tokens);
         let src = select_template(source, None, req.tools.is_some()).unwrap().to_string();
         let tpl = compiled.entry(src.clone()).or_insert_with(|| ChatTemplate::new(src.as_str()).unwrap());
         assert_eq!(tpl.render(&req).unwrap().text, expected, "{name}/{}", line["case"]);

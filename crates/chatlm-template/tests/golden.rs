@@ -5,9 +5,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use chatlm_template::{ChatRequest, ChatTemplate, ContinueFinal, DateTime, TemplateError};
+use chatlm_template::{ChatTemplate, TemplateError};
 use chatlm_tokenizer::ChatTemplateSource;
 use serde_json::Value;
+
+#[path = "common/golden_line.rs"]
+mod golden_line;
+use golden_line::request_from_line;
 
 fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("CHATLM_FIXTURES")
@@ -46,25 +50,6 @@ fn load_templates(dir: &std::path::Path) -> HashMap<String, Entry> {
         out.insert(name, Entry { source, tokens });
     }
     out
-}
-
-/// Builds the request a golden line describes.
-pub fn request_from_line(line: &Value, tokens: &serde_json::Map<String, Value>) -> ChatRequest {
-    let list = |v: &Value| v.as_array().cloned();
-    ChatRequest {
-        messages: list(&line["messages"]).expect("messages"),
-        tools: list(&line["tools"]),
-        documents: list(&line["documents"]),
-        add_generation_prompt: line["add_generation_prompt"].as_bool().unwrap_or(false),
-        continue_final_message: match &line["continue_final_message"] {
-            Value::Bool(true) => ContinueFinal::Content,
-            Value::String(s) => ContinueFinal::Field(s.clone()),
-            _ => ContinueFinal::No,
-        },
-        special_tokens: tokens.clone(),
-        kwargs: line["extra_kwargs"].as_object().cloned().unwrap_or_default(),
-        now: line["now"].as_str().and_then(DateTime::parse),
-    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 use super::formats::BlockQ8;
 
 #[inline(always)]
-unsafe fn f16(p: *const u8) -> f32 {
+pub(super) unsafe fn f16(p: *const u8) -> f32 {
     let bits = u16::from_le_bytes([*p, *p.add(1)]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
@@ -29,7 +29,7 @@ unsafe fn hsum(v: __m256) -> f32 {
 
 /// 16 packed bytes → 32 values: low nibbles first, then high nibbles (GGUF's order).
 #[inline(always)]
-unsafe fn nibbles(p: *const u8) -> __m256i {
+pub(super) unsafe fn nibbles(p: *const u8) -> __m256i {
     let q = _mm_loadu_si128(p as *const __m128i);
     let mask = _mm_set1_epi8(0x0F);
     let lo = _mm_and_si128(q, mask);

@@ -6,6 +6,9 @@
 
 use std::arch::x86_64::*;
 
+// The block helpers are the AVX2 ones: both inline into these kernels.
+use super::avx2::{f16, nibbles};
+
 /// Whether this CPU runs the AVX-512 kernels (detected once).
 pub(crate) fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -51,21 +54,6 @@ pub(crate) fn vnni_available() -> bool {
     })
 }
 
-#[inline(always)]
-unsafe fn f16(p: *const u8) -> f32 {
-    let bits = u16::from_le_bytes([*p, *p.add(1)]);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
-/// 16 packed bytes → 32 values: low nibbles first, then high nibbles (GGUF's order).
-#[inline(always)]
-unsafe fn nibbles(p: *const u8) -> __m256i {
-    let q = _mm_loadu_si128(p as *const __m128i);
-    let mask = _mm_set1_epi8(0x0F);
-    let lo = _mm_and_si128(q, mask);
-    let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-    _mm256_set_m128i(hi, lo)
-}
 
 /// Two 256-bit halves as one register (`hi` may be zero for a lone last block).
 #[inline(always)]

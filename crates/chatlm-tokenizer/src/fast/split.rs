@@ -39,7 +39,10 @@ impl SplitPattern {
     /// Calls `piece` with each piece of `text`, in order; the pieces concatenate to `text`.
     pub(crate) fn split<'a>(&self, text: &'a str, piece: &mut impl FnMut(&'a str)) -> Result<(), CaseFoldHazard> {
         match *self {
-            SplitPattern::Gpt2 => each_piece(text, piece, gpt2_end),
+            SplitPattern::Gpt2 => {
+                each_piece(text, piece, gpt2_end);
+                Ok(())
+            }
             SplitPattern::Llama3 { max_digits } => {
                 let mut pos = 0;
                 while pos < text.len() {
@@ -54,25 +57,26 @@ impl SplitPattern {
                 let mut start = 0;
                 for (i, c) in text.char_indices() {
                     if c.is_numeric() {
-                        each_piece(&text[start..i], piece, gpt2_end)?;
+                        each_piece(&text[start..i], piece, gpt2_end);
                         piece(&text[i..i + c.len_utf8()]);
                         start = i + c.len_utf8();
                     }
                 }
-                each_piece(&text[start..], piece, gpt2_end)
+                each_piece(&text[start..], piece, gpt2_end);
+                Ok(())
             }
         }
     }
 }
 
-fn each_piece<'a>(text: &'a str, piece: &mut impl FnMut(&'a str), end_at: fn(&str, usize) -> usize) -> Result<(), CaseFoldHazard> {
+/// The GPT-2 pattern cannot fail (it is case-sensitive), so its pieces come without a `Result`.
+fn each_piece<'a>(text: &'a str, piece: &mut impl FnMut(&'a str), end_at: fn(&str, usize) -> usize) {
     let mut pos = 0;
     while pos < text.len() {
         let end = end_at(text, pos);
         piece(&text[pos..end]);
         pos = end;
     }
-    Ok(())
 }
 
 #[inline]
