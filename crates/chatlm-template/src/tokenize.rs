@@ -52,8 +52,7 @@ pub struct Applied {
 ///
 /// The tokenizer's special tokens become template variables unless the request already sets them.
 /// With `opts.tokenize` the prompt is encoded with `add_special_tokens=false`, as transformers does.
-/// With `opts.return_assistant_tokens_mask`, each generation span marks the tokens from the one
-/// holding its first character to the one holding its last (transformers' `char_to_token` rule).
+/// With `opts.return_assistant_tokens_mask`, each generation span marks every token it overlaps.
 pub fn apply_chat_template(
     tok: &Tokenizer,
     template: &ChatTemplate,
@@ -80,21 +79,17 @@ pub fn apply_chat_template(
     Ok(Applied { text: rendered.text, ids: Some(encoding.ids), assistant_masks: masks })
 }
 
-/// transformers' loop: for each span, `start = char_to_token(start)`, `end = char_to_token(end - 1)`;
-/// stop at the first span whose start has no token; mark `start..=end`, or to the end of the sequence
-/// when `end` is missing or 0 (Python's `if end_token` is false for token 0).
+/// transformers' rule (since 5.24): every token whose range overlaps a span is marked, so a
+/// character split over several byte-level tokens (an emoji) marks all of them. Spans and token
+/// offsets are both in order, so one pass suffices; tokens the tokenizer added have empty ranges
+/// and are never marked.
 pub(crate) fn assistant_mask(offsets: &[(usize, usize)], spans: &[std::ops::Range<usize>]) -> Vec<u8> {
     let mut mask = vec![0u8; offsets.len()];
-    // The token whose byte range holds byte `b` (special tokens added by the tokenizer have (0, 0)).
-    let byte_to_token = |b: usize| offsets.iter().position(|&(s, e)| s <= b && b < e);
-    for span in spans {
-        let Some(start) = byte_to_token(span.start) else { break };
-        let end = span.end.checked_sub(1).and_then(byte_to_token);
-        let stop = match end {
-            Some(e) if e != 0 => e + 1,
-            _ => mask.len(),
-        };
-        for m in mask.iter_mut().take(stop).skip(start) {
+    let mut spans = spans.iter().peekable();
+    for (m, &(start, end)) in mask.iter_mut().zip(offsets) {
+        while spans.next_if(|span| start >= span.end).is_some() {}
+        let Some(span) = spans.peek() else { break };
+        if end > span.start {
             *m = 1;
         }
     }
@@ -112,9 +107,15 @@ mod tests {
         let offsets = [(0, 3), (3, 5), (5, 9), (9, 10)];
         assert_eq!(assistant_mask(&offsets, &[4..9]), vec![0, 1, 1, 0]);
         assert_eq!(assistant_mask(&offsets, &[3..4, 9..10]), vec![0, 1, 0, 1]);
-        // A span starting past the last token stops the loop.
-        assert_eq!(assistant_mask(&offsets, &[20..21, 0..1]), vec![0, 0, 0, 0]);
-        // end token 0 (falsy in Python) marks to the end of the sequence.
-        assert_eq!(assistant_mask(&offsets, &[0..1]), vec![1, 1, 1, 1]);
+        // A span that ends inside a token marks that token, and so does one that starts inside it.
+        assert_eq!(assistant_mask(&offsets, &[0..4]), vec![1, 1, 0, 0]);
+        assert_eq!(assistant_mask(&offsets, &[6..7]), vec![0, 0, 1, 0]);
+        // Spans past the last token mark nothing.
+        assert_eq!(assistant_mask(&offsets, &[20..21]), vec![0, 0, 0, 0]);
+        // Several tokens over one character (an emoji split in bytes): all of them.
+        let split = [(0, 1), (1, 5), (1, 5), (1, 5), (5, 6)];
+        assert_eq!(assistant_mask(&split, &[1..5]), vec![0, 1, 1, 1, 0]);
+        // Tokens added by the tokenizer carry (0, 0) and are never marked.
+        assert_eq!(assistant_mask(&[(0, 0), (0, 3), (3, 5)], &[0..3]), vec![0, 1, 0]);
     }
 }

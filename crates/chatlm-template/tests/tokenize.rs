@@ -1,6 +1,7 @@
 //! The tokenize glue against transformers (`scripts/reference/template_tokenize.py` →
 //! `tests/data/template_tokenize.json`): ids with no second BOS — including the Korean Llama 3
-//! tutorial conversation, `[128000, 128006, 9125, 128007, 271, 65895, …]` — and assistant masks from
+//! tutorial conversation, 45 ids `[128000, 128006, 9125, 128007, 271, 65895, …]`, and two published
+//! variants of it whose notebooks printed their ids — and assistant masks from
 //! `{% generation %}` spans on byte-level BPE (llama3, qwen2, gpt2) and SentencePiece (phi3).
 
 use std::path::PathBuf;
@@ -29,7 +30,7 @@ fn ids_and_masks_match_transformers() {
     )
     .expect("templates.json is JSON");
     let cases = data["cases"].as_array().expect("cases");
-    assert!(cases.len() >= 7);
+    assert!(cases.len() >= 9);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let tok = Tokenizer::from_pretrained(dir.join("tokenizers").join(case["tokenizer"].as_str().unwrap()))
@@ -56,9 +57,15 @@ fn ids_and_masks_match_transformers() {
             assert_eq!(applied.assistant_masks.as_deref(), Some(want.as_slice()), "{name}: assistant mask");
         }
         if name == "llama3_korean_tutorial" {
-            // The tutorial's prefix; exactly one BOS.
+            // The tutorial's 45 ids and prefix; exactly one BOS.
+            assert_eq!(want_ids.len(), 45, "{name}: the tutorial's conversation is 45 ids");
             assert_eq!(&want_ids[..6], &[128000, 128006, 9125, 128007, 271, 65895]);
             assert_eq!(want_ids.iter().filter(|&&i| i == 128000).count(), 1);
+        }
+        if let Some(published) = case.get("published_ids") {
+            // Ids a public notebook printed from transformers for the same conversation.
+            let published: Vec<u32> = serde_json::from_value(published.clone()).unwrap();
+            assert_eq!(applied.ids.as_deref(), Some(published.as_slice()), "{name}: published ids");
         }
     }
 }
