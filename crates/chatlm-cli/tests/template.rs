@@ -66,6 +66,7 @@ fn renders_and_tokenizes_the_korean_tutorial_like_transformers() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ids: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(ids, case["ids"]);
+    assert_eq!(ids.as_array().map(Vec::len), Some(45), "the tutorial's conversation is 45 ids");
     // With the generation prompt.
     let gen = data["cases"].as_array().unwrap().iter().find(|c| c["name"] == "llama3_korean_tutorial_gen").unwrap();
     let out = chatlm(&["--tokenizer", tok, "--messages", "-", "--add-generation-prompt"], &messages);
