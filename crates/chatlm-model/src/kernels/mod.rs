@@ -17,6 +17,7 @@ mod avx2;
 mod avx512;
 mod dense;
 mod formats;
+pub(crate) mod gemm;
 mod pool;
 mod scalar;
 
@@ -476,10 +477,16 @@ impl MatMulKernels for CpuKernels {
         let dense = self.isa == Isa::Avx2 && matches!(w.format, BlockFormat::F16 | BlockFormat::F32) && m >= 4;
         #[cfg(not(target_arch = "x86_64"))]
         let dense = false;
+        let panels = dense && gemm::TileIsa::detect() == gemm::TileIsa::Avx512;
         let run = |acts: &Acts| {
             // Chunks of rows claimed dynamically: ~8 per thread balances a busy machine
             // without making the counter hot; multiples of 4 keep the row tiles whole.
-            let chunk = (w.rows / (8 * pool.threads())).next_multiple_of(4).max(ROW_TILE);
+            // A packed panel is ~100 µs of work at prefill sizes: one at a time.
+            let chunk = if panels {
+                gemm::NR
+            } else {
+                (w.rows / (8 * pool.threads())).next_multiple_of(4).max(ROW_TILE)
+            };
             let next = AtomicUsize::new(0);
             pool.run(&|| loop {
                 let start = next.fetch_add(chunk, Ordering::Relaxed);
@@ -488,6 +495,8 @@ impl MatMulKernels for CpuKernels {
                 }
                 let rows = start..(start + chunk).min(w.rows);
                 match acts {
+                    #[cfg(target_arch = "x86_64")]
+                    Acts::F32(x) if panels => self.part_panels(w, x, m, rows, out),
                     #[cfg(target_arch = "x86_64")]
                     Acts::F32(x) if dense => self.part_dense(w, x, m, rows, out),
                     _ => self.part(w, acts, m, rows, out),

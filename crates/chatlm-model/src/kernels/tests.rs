@@ -63,7 +63,7 @@ fn every_kernel_matches_the_f32_reference_within_activation_rounding() {
                 continue;
             }
             let (w, wf) = random_matrix(format, rows, cols, 2);
-            for m in [1, 3, 4, 9] {
+            for m in [1, 3, 4, 9, 14] {
                 let x = random(m * cols, 3 + m as u64);
                 let got = matmul(&kernels, &w, &x, m);
                 for i in 0..m {
@@ -103,7 +103,7 @@ fn simd_paths_agree_with_the_scalar_path() {
         .chain([BlockFormat::Q4_0, BlockFormat::Q4_1, BlockFormat::Q8_0].map(|f| (f, 800)));
     for (format, cols) in shapes {
         let (w, _) = random_matrix(format, rows, cols, 4);
-        for m in [1, 4, 5, 8] {
+        for m in [1, 4, 5, 8, 25] {
             let x = random(m * cols, 5);
             let (a, b) = (matmul(&simd, &w, &x, m), matmul(&scalar, &w, &x, m));
             for (j, (a, b)) in a.iter().zip(&b).enumerate() {
@@ -178,6 +178,43 @@ fn weighted_rows_match_the_scalar_sum() {
         for (c, g) in got.iter().enumerate() {
             let want: f32 = p.iter().zip(&slots).map(|(p, t)| p * values[t * d + c]).sum();
             assert!((g - want).abs() <= 1e-6, "d={d} [{c}]: {g} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn gemm_tiles_match_the_naive_product() {
+    use gemm::{Tile, TileIsa, MR, NR};
+    let mut isas = vec![TileIsa::Portable, TileIsa::detect()];
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        isas.push(TileIsa::Fma);
+    }
+    // Strides wider than the tile, odd depths, partial rows and columns, accumulation.
+    let (lda, ldb, ldc) = (70, 40, 45);
+    let a = random(MR * lda, 21);
+    let b = random(67 * ldb, 22);
+    for isa in isas {
+        for (rows, cols, depth) in [(MR, NR, 67), (1, NR, 64), (5, 17, 3), (12, 31, 1), (7, 16, 33), (3, 1, 0)] {
+            for accumulate in [false, true] {
+                let start = random(MR * ldc, 23);
+                let mut c = start.clone();
+                let tile = Tile { a: &a, lda, b: &b, ldb, depth, rows, cols, accumulate };
+                tile.run(isa, &mut c, ldc);
+                for i in 0..MR {
+                    for j in 0..ldc {
+                        let inside = i < rows && j < cols;
+                        let sum: f32 = if inside { (0..depth).map(|k| a[i * lda + k] * b[k * ldb + j]).sum() } else { 0.0 };
+                        let want = match (inside, accumulate) {
+                            (false, _) => start[i * ldc + j],
+                            (true, false) => sum,
+                            (true, true) => start[i * ldc + j] + sum,
+                        };
+                        let got = c[i * ldc + j];
+                        assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "{isa:?} {rows}x{cols}x{depth} acc={accumulate} ({i},{j}): {got} vs {want}");
+                    }
+                }
+            }
         }
     }
 }
