@@ -155,8 +155,18 @@ impl KvCache {
     /// `slot` of row 0, in place: the native decode step's counterpart of [`Self::append`].
     pub(crate) fn write_slot_f32(&self, layer: usize, slot: usize, k: &[f32], v: &[f32]) -> Result<()> {
         let (ks, vs) = self.layer(layer)?;
-        ks.inplace_op1(&WriteSlot { data: k, slot })?;
-        vs.inplace_op1(&WriteSlot { data: v, slot })?;
+        ks.inplace_op1(&WriteSlot { data: k, stride: k.len(), rows: 1, slot })?;
+        vs.inplace_op1(&WriteSlot { data: v, stride: v.len(), rows: 1, slot })?;
+        Ok(())
+    }
+
+    /// Writes `rows` tokens' keys and values of `layer` at slots `slot..slot + rows` of row 0:
+    /// token `r`'s keys are `src[r·stride + k_at..][..kv_heads·head_dim]`, its values at
+    /// `v_at` (the native prefill's q/k/v rows, written without splitting them first).
+    pub(crate) fn write_slots_f32(&self, layer: usize, slot: usize, rows: usize, src: &[f32], stride: usize, k_at: usize, v_at: usize) -> Result<()> {
+        let (ks, vs) = self.layer(layer)?;
+        ks.inplace_op1(&WriteSlot { data: &src[k_at..], stride, rows, slot })?;
+        vs.inplace_op1(&WriteSlot { data: &src[v_at..], stride, rows, slot })?;
         Ok(())
     }
 
@@ -188,10 +198,12 @@ impl KvCache {
     }
 }
 
-/// Writes `data` (one token, `heads × head_dim`) at `slot` of row 0 of a
-/// `(batch, heads, capacity, head_dim)` f32 tensor.
+/// Writes `rows` tokens (token `r`: `heads × head_dim` values at `data[r·stride..]`) at
+/// slots `slot..slot + rows` of row 0 of a `(batch, heads, capacity, head_dim)` f32 tensor.
 struct WriteSlot<'a> {
     data: &'a [f32],
+    stride: usize,
+    rows: usize,
     slot: usize,
 }
 
@@ -205,13 +217,17 @@ impl InplaceOp1 for WriteSlot<'_> {
         let CpuStorage::F32(buf) = storage else {
             candle_core::bail!("kv-write-slot needs f32 storage")
         };
-        if self.data.len() != heads * dim || self.slot >= capacity || !layout.is_contiguous() {
-            candle_core::bail!("kv-write-slot: {} values at slot {} of {layout:?}", self.data.len(), self.slot)
+        let needed = (self.rows.max(1) - 1) * self.stride + heads * dim;
+        if self.data.len() < needed || self.slot + self.rows > capacity || !layout.is_contiguous() {
+            candle_core::bail!("kv-write-slot: {} values for {} slots at {} of {layout:?}", self.data.len(), self.rows, self.slot)
         }
         let base = layout.start_offset();
-        for (h, src) in self.data.chunks_exact(dim).enumerate() {
-            let at = base + (h * capacity + self.slot) * dim;
-            buf[at..at + dim].copy_from_slice(src);
+        for r in 0..self.rows {
+            let token = &self.data[r * self.stride..r * self.stride + heads * dim];
+            for (h, src) in token.chunks_exact(dim).enumerate() {
+                let at = base + (h * capacity + self.slot + r) * dim;
+                buf[at..at + dim].copy_from_slice(src);
+            }
         }
         Ok(())
     }

@@ -22,21 +22,21 @@ use crate::rope::Rope;
 
 /// One layer's matrices, in the order the step multiplies them.
 #[derive(Debug, Clone)]
-struct NativeLayer {
+pub(crate) struct NativeLayer {
     /// q, k, v (one fused matrix, or one per part) whose outputs are laid end to end.
-    qkv: Vec<Arc<QMatrix>>,
-    o: Arc<QMatrix>,
+    pub(crate) qkv: Vec<Arc<QMatrix>>,
+    pub(crate) o: Arc<QMatrix>,
     /// gate then up.
-    gate_up: Vec<Arc<QMatrix>>,
-    down: Arc<QMatrix>,
+    pub(crate) gate_up: Vec<Arc<QMatrix>>,
+    pub(crate) down: Arc<QMatrix>,
 }
 
 /// The model's matrices for the native step (shared with the candle path, not copied).
 #[derive(Debug, Clone)]
 pub(crate) struct NativeDecoder {
-    embed: Arc<QMatrix>,
-    layers: Vec<NativeLayer>,
-    lm_head: Arc<QMatrix>,
+    pub(crate) embed: Arc<QMatrix>,
+    pub(crate) layers: Vec<NativeLayer>,
+    pub(crate) lm_head: Arc<QMatrix>,
 }
 
 /// What one step needs besides the matrices.

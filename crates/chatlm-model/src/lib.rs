@@ -49,6 +49,7 @@ mod linear;
 mod load;
 mod memory;
 mod model;
+mod prefill;
 mod rope;
 mod source;
 mod weights;

@@ -175,7 +175,7 @@ impl Model {
             ids: vec![ids.to_vec()],
             attention_mask: vec![vec![true; ids.len()]],
         };
-        if let Some(logits) = self.run_native(&input, cache) {
+        if let Some(logits) = self.run_native(&input, cache, true) {
             return logits;
         }
         Ok(self.run(&input, cache, true)?.flatten_all()?.to_vec1()?)
@@ -193,31 +193,39 @@ impl Model {
         Ok(self.run(input, cache, true)?.squeeze(1)?.to_vec2()?)
     }
 
-    /// The native decode step for one real token of one sequence, or `None` when the input
-    /// or the model needs the candle path.
-    fn run_native(&self, input: &BatchInput, cache: &mut KvCache) -> Option<Result<Vec<f32>>> {
+    /// The native decode step for one real token of one sequence, or the native prefill for
+    /// several when only the last logits are wanted; `None` when the input or the model
+    /// needs the candle path.
+    fn run_native(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool) -> Option<Result<Vec<f32>>> {
         let native = self.native.as_ref()?;
         let (&[ref ids], &[ref mask]) = (&input.ids[..], &input.attention_mask[..]) else {
             return None;
         };
-        let (&[token], &[true]) = (&ids[..], &mask[..]) else {
+        if ids.is_empty() || !mask.iter().all(|&real| real) {
             return None;
-        };
+        }
+        if ids.len() > 1 && !last_only {
+            return None;
+        }
         if cache.batch_size() != 1 || cache.dtype() != DType::F32 {
             return None;
         }
         Some(self.validate(input).and_then(|_| {
             let start = cache.len();
-            let pos = cache.begin_step(&input.attention_mask)?[0][0];
+            let positions = cache.begin_step(&input.attention_mask)?;
             let inputs = StepInputs {
                 layers: &self.layers,
                 norm: &self.norm,
                 rope: &self.rope,
                 config: &self.config,
             };
-            match native.step(&inputs, token, pos, cache) {
+            let result = match &ids[..] {
+                &[token] => native.step(&inputs, token, positions[0][0], cache),
+                _ => native.prefill(&inputs, ids, &positions[0], cache),
+            };
+            match result {
                 Ok(logits) => {
-                    cache.end_step(1);
+                    cache.end_step(ids.len());
                     Ok(logits)
                 }
                 Err(e) => {
@@ -229,7 +237,7 @@ impl Model {
     }
 
     fn run(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool) -> Result<Tensor> {
-        if let Some(logits) = self.run_native(input, cache) {
+        if let Some(logits) = self.run_native(input, cache, last_only) {
             let vocab = self.config.vocab_size;
             return Ok(Tensor::from_vec(logits?, (1, 1, vocab), &self.device)?);
         }

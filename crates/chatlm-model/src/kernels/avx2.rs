@@ -410,3 +410,21 @@ pub(crate) unsafe fn weighted_rows(p: &[f32], values: &[f32], base: usize, slots
         }
     }
 }
+
+/// `out[i] = silu(gate[i]) · up[i]` with `silu(g) = g / (1 + e^-g)` (candle's formula).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let n = out.len().min(gate.len()).min(up.len());
+    let one = _mm256_set1_ps(1.0);
+    let mut i = 0;
+    while i + 8 <= n {
+        let g = _mm256_loadu_ps(gate.as_ptr().add(i));
+        let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        let s = _mm256_div_ps(g, _mm256_add_ps(e, one));
+        _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_mul_ps(s, _mm256_loadu_ps(up.as_ptr().add(i))));
+        i += 8;
+    }
+    for j in i..n {
+        out[j] = gate[j] / ((-gate[j]).exp() + 1.0) * up[j];
+    }
+}

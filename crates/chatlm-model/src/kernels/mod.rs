@@ -453,6 +453,18 @@ impl CpuKernels {
         }
     }
 
+    /// `out[i] = silu(gate[i]) · up[i]`, the SwiGLU activation (`silu(g) = g / (1 + e^-g)`).
+    pub(crate) fn silu_mul(&self, gate: &[f32], up: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx2 {
+            // SAFETY: `Avx2` is only constructed when the CPU has the features.
+            return unsafe { avx2::silu_mul(gate, up, out) };
+        }
+        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *o = g / ((-g).exp() + 1.0) * u;
+        }
+    }
+
     /// `y[i] += alpha · x[i]` (the decode step's weighted sum of values).
     pub(crate) fn axpy_f32(&self, alpha: f32, x: &[f32], y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]

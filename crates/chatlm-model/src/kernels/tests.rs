@@ -218,3 +218,17 @@ fn gemm_tiles_match_the_naive_product() {
         }
     }
 }
+
+#[test]
+fn silu_mul_matches_the_scalar_formula() {
+    let simd = CpuKernels::detect();
+    // 37 values: whole vectors and a remainder; large magnitudes saturate e^-g.
+    let gate: Vec<f32> = random(37, 31).iter().map(|v| v * 12.0).collect();
+    let up = random(37, 32);
+    let mut got = vec![f32::NAN; 37];
+    simd.silu_mul(&gate, &up, &mut got);
+    for (i, ((g, u), o)) in gate.iter().zip(&up).zip(&got).enumerate() {
+        let want = g / ((-g).exp() + 1.0) * u;
+        assert!((o - want).abs() <= 1e-6 * (1.0 + want.abs()), "[{i}] {o} vs {want}");
+    }
+}
