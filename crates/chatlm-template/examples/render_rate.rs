@@ -3,14 +3,17 @@
 //! process start). Every render is checked against transformers' text before timing starts.
 //!
 //! ```sh
-//! cargo run --release -p chatlm-template --example render_rate -- [--passes 20] [--trials 5] [--per-template] [FIXTURES]
+//! cargo run --release -p chatlm-template --example render_rate -- [--passes 20] [--trials 5] [--per-template] [--minijinja] [FIXTURES]
 //! ```
+//!
+//! `--minijinja` times the reference renderer only (no fast path); `--per-template` also says which
+//! path each template takes.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use chatlm_template::{select_template, ChatRequest, ChatTemplate};
+use chatlm_template::{select_template, ChatRequest, ChatTemplate, Renderer};
 use chatlm_tokenizer::ChatTemplateSource;
 use serde_json::{Map, Value};
 
@@ -22,6 +25,7 @@ fn main() {
     let mut passes = 20usize;
     let mut per_template = false;
     let mut trials = 5usize;
+    let mut renderer = Renderer::Auto;
     let mut dir = std::env::var_os("CHATLM_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures")));
@@ -31,6 +35,7 @@ fn main() {
             "--passes" => passes = args.next().and_then(|n| n.parse().ok()).expect("--passes N"),
             "--trials" => trials = args.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0).expect("--trials N"),
             "--per-template" => per_template = true,
+            "--minijinja" => renderer = Renderer::Minijinja,
             other => dir = PathBuf::from(other),
         }
     }
@@ -55,9 +60,12 @@ fn main() {
         sources.insert(e["name"].as_str().unwrap().to_string(), (source, tokens));
     }
     let golden = std::fs::read_to_string(dir.join("golden.jsonl")).expect("golden.jsonl");
-    let mut compiled: HashMap<String, ChatTemplate> = HashMap::new();
-    // (template name, compiled key, request, expected text)
-    let mut cases: Vec<(String, String, ChatRequest, String)> = Vec::new();
+    // Compiled once per distinct source; cases refer to them by index, so the timed loop does no
+    // lookups of its own.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut compiled: Vec<ChatTemplate> = Vec::new();
+    // (template name, compiled index, request, expected text)
+    let mut cases: Vec<(String, usize, ChatRequest, String)> = Vec::new();
     for raw in golden.lines() {
         let line: Value = serde_json::from_str(raw).unwrap();
         let Some(expected) = line["expected"].as_str() else { continue };
@@ -65,9 +73,12 @@ fn main() {
         let (source, tokens) = &sources[&name];
         let req = request_from_line(&line, tokens);
         let src = select_template(source, None, req.tools.is_some()).unwrap().to_string();
-        let tpl = compiled.entry(src.clone()).or_insert_with(|| ChatTemplate::new(src.as_str()).unwrap());
-        assert_eq!(tpl.render(&req).unwrap().text, expected, "{name}/{}", line["case"]);
-        cases.push((name, src, req, expected.to_string()));
+        let at = *index.entry(src.clone()).or_insert_with(|| {
+            compiled.push(ChatTemplate::new(src.as_str()).unwrap());
+            compiled.len() - 1
+        });
+        assert_eq!(render(&compiled[at], &req, renderer).text, expected, "{name}/{}", line["case"]);
+        cases.push((name, at, req, expected.to_string()));
     }
     // The best of several trials: on a shared machine the fastest trial is the least disturbed one.
     let mut times = Vec::new();
@@ -76,8 +87,8 @@ fn main() {
         let t0 = Instant::now();
         bytes = 0;
         for _ in 0..passes {
-            for (_, src, req, _) in &cases {
-                bytes += compiled[src].render(req).unwrap().text.len();
+            for (_, at, req, _) in &cases {
+                bytes += render(&compiled[*at], req, renderer).text.len();
             }
         }
         times.push(t0.elapsed().as_secs_f64());
@@ -95,20 +106,33 @@ fn main() {
         bytes as f64 / took / 1e6
     );
     if per_template {
-        let mut by_name: HashMap<&str, (usize, f64)> = HashMap::new();
-        for (name, src, req, _) in &cases {
+        // (renders, seconds, template index, cases that fall back to minijinja)
+        let mut by_name: HashMap<&str, (usize, f64, usize, usize)> = HashMap::new();
+        for (name, at, req, _) in &cases {
             let t = Instant::now();
             for _ in 0..passes {
-                std::hint::black_box(compiled[src].render(req).unwrap());
+                std::hint::black_box(render(&compiled[*at], req, renderer));
             }
             let e = by_name.entry(name).or_default();
             e.0 += passes;
             e.1 += t.elapsed().as_secs_f64();
+            e.2 = *at;
+            e.3 += usize::from(compiled[*at].render_with(req, Renderer::Fast).ok().flatten().is_none());
         }
         let mut rows: Vec<_> = by_name.into_iter().collect();
         rows.sort_by(|a, b| (b.1 .1 / b.1 .0 as f64).total_cmp(&(a.1 .1 / a.1 .0 as f64)));
-        for (name, (count, secs)) in rows {
-            println!("{:>9.2} us/render  {:>5.1}% of time  {name}", secs / count as f64 * 1e6, secs / took * 100.0);
+        for (name, (count, secs, at, fell_back)) in rows {
+            let path = match (compiled[at].uses_fast_path(), fell_back) {
+                (false, _) => "minijinja".to_string(),
+                (true, 0) => "fast".to_string(),
+                (true, n) => format!("fast ({n} cases fall back)"),
+            };
+            let us = secs / count as f64 * 1e6;
+            println!("{us:>9.2} us/render  {:>5.1}% of time  {name:<36} {path}", secs / took * 100.0);
         }
     }
+}
+
+fn render(tpl: &ChatTemplate, req: &ChatRequest, renderer: Renderer) -> chatlm_template::Rendered {
+    tpl.render_with(req, renderer).unwrap().unwrap()
 }

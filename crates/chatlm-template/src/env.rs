@@ -157,6 +157,12 @@ fn indent(value: &Value, width: Option<Value>, first: Option<bool>, blank: Optio
     };
     let mut text = String::new();
     py_str(value, &mut text)?;
+    Ok(indent_text(&text, &indention, first, blank))
+}
+
+/// The text part of [`indent`] (shared with the fast renderer).
+pub(crate) fn indent_text(text: &str, indention: &str, first: bool, blank: bool) -> String {
+    let mut text = text.to_string();
     text.push('\n');
     let lines = py_splitlines(&text);
     let mut rv = String::with_capacity(text.len() + lines.len() * indention.len());
@@ -164,7 +170,7 @@ fn indent(value: &Value, width: Option<Value>, first: Option<bool>, blank: Optio
         for (i, line) in lines.iter().enumerate() {
             if i > 0 {
                 rv.push('\n');
-                rv.push_str(&indention);
+                rv.push_str(indention);
             }
             rv.push_str(line);
         }
@@ -179,16 +185,16 @@ fn indent(value: &Value, width: Option<Value>, first: Option<bool>, blank: Optio
                     rv.push('\n');
                 }
                 if !line.is_empty() {
-                    rv.push_str(&indention);
+                    rv.push_str(indention);
                 }
                 rv.push_str(line);
             }
         }
     }
     if first {
-        rv.insert_str(0, &indention);
+        rv.insert_str(0, indention);
     }
-    Ok(rv)
+    rv
 }
 
 /// The iterable of every `for` loop passes through here (see [`crate::forloop`]): Python cannot

@@ -30,6 +30,7 @@ mod builtin;
 mod clock;
 mod env;
 mod error;
+mod fast;
 mod forloop;
 mod generation;
 mod pyfmt;
@@ -107,6 +108,21 @@ pub struct ChatTemplate {
     source: String,
     has_generation: bool,
     limits: Limits,
+    /// The template for the fast renderer, when it supports everything the template uses (see
+    /// [`fast`]); minijinja renders otherwise, and whenever the fast path gives up.
+    fast: Option<fast::Program>,
+}
+
+/// Which renderer [`ChatTemplate::render_with`] uses: for differential tests and benchmarks.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renderer {
+    /// The fast path when it can, minijinja otherwise (what [`ChatTemplate::render`] does).
+    Auto,
+    /// minijinja only: the reference.
+    Minijinja,
+    /// The fast path only: `Ok(None)` where it is unavailable or gives up.
+    Fast,
 }
 
 impl ChatTemplate {
@@ -130,6 +146,7 @@ impl ChatTemplate {
         let has_generation = with_generation.is_some();
         let base = with_generation.unwrap_or_else(|| source.clone());
         let compiled = forloop::rewrite(&base).unwrap_or_else(|| base.clone());
+        let fast = fast::compile(&compiled);
         if let Err(e) = env.add_template_owned(TEMPLATE_NAME, compiled) {
             // Report the position in the user's text: recompile without the `for` rewrite (which
             // shifts columns); the generation rewrite keeps every tag's length.
@@ -143,7 +160,7 @@ impl ChatTemplate {
             .into_iter()
             .collect();
         variables.sort_unstable();
-        Ok(ChatTemplate { env, variables, source, has_generation, limits })
+        Ok(ChatTemplate { env, variables, source, has_generation, limits, fast })
     }
 
     /// Reads and compiles a template file (a `.jinja` file as saved by transformers, or any text
@@ -165,6 +182,13 @@ impl ChatTemplate {
         self.has_generation
     }
 
+    /// Whether renders take the fast path (a renderer of the Jinja subset chat templates use, with
+    /// minijinja as the fallback): false when the template uses something outside that subset.
+    /// Even then, a single render can still fall back to minijinja.
+    pub fn uses_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
     /// The resource limits renders run under.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -176,16 +200,33 @@ impl ChatTemplate {
     /// kept), [`TemplateError::InvalidRequest`] for transformers' own argument errors,
     /// [`TemplateError::Render`] / [`TemplateError::LimitExceeded`] when the template fails.
     pub fn render(&self, req: &ChatRequest) -> Result<Rendered, TemplateError> {
+        self.render_with(req, Renderer::Auto)?.ok_or_else(|| TemplateError::InvalidRequest("no render".into()))
+    }
+
+    /// [`render`](Self::render) on a chosen renderer (see [`Renderer`]); `Ok(None)` only for
+    /// [`Renderer::Fast`] when the fast path is unavailable or gives up.
+    #[doc(hidden)]
+    pub fn render_with(&self, req: &ChatRequest, renderer: Renderer) -> Result<Option<Rendered>, TemplateError> {
         let prepared = request::prepare(req, &self.source)?;
         if self.has_generation && request::request_has_marker(req) {
             return Err(TemplateError::InvalidRequest(
                 "the request contains U+FDD0/U+FDD1, reserved for {% generation %} tracking".into(),
             ));
         }
-        let ctx = context(req, prepared.messages, &self.variables);
-        let raw = {
-            let _clock = env::ClockGuard::set(req.now);
-            self.render_raw(ctx)?
+        let fast = match (&self.fast, renderer) {
+            (Some(prog), Renderer::Auto | Renderer::Fast) => {
+                prog.render(req, prepared.messages.as_deref().unwrap_or(&req.messages), &self.limits)
+            }
+            _ => None,
+        };
+        let raw = match fast {
+            Some(raw) => raw,
+            None if renderer == Renderer::Fast => return Ok(None),
+            None => {
+                let ctx = context(req, prepared.messages, &self.variables);
+                let _clock = env::ClockGuard::set(req.now);
+                self.render_raw(ctx)?
+            }
         };
         let (text, mut spans) =
             if self.has_generation { generation::extract_spans(&raw) } else { (raw, Vec::new()) };
@@ -202,7 +243,7 @@ impl ChatTemplate {
                 text
             }
         };
-        Ok(Rendered { text, generation_spans: spans })
+        Ok(Some(Rendered { text, generation_spans: spans }))
     }
 
     fn render_raw(&self, ctx: Value) -> Result<String, TemplateError> {

@@ -85,7 +85,7 @@ fn py_printable(c: char) -> bool {
 }
 
 /// Python's `repr(str)`: single quotes unless the text has `'` and no `"`.
-fn repr_str(s: &str, out: &mut String) {
+pub(crate) fn repr_str(s: &str, out: &mut String) {
     let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     out.push(quote);
     for c in s.chars() {
@@ -294,7 +294,7 @@ impl JsonWriter<'_> {
 }
 
 /// A JSON string literal as Python's `json` module writes it.
-fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
+pub(crate) fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -1,0 +1,211 @@
+//! The program the fast renderer runs: statements and expressions with every name resolved at
+//! compile time (variables to slots, filters/tests/methods/functions to enums), so rendering never
+//! looks anything up by string.
+
+/// A variable name, an index into the program's symbol table.
+pub(super) type Sym = u32;
+
+#[derive(Debug)]
+pub(super) enum Stmt {
+    Text(Box<str>),
+    Emit(Expr),
+    If(Vec<(Expr, Vec<Stmt>)>, Vec<Stmt>),
+    For(Box<ForLoop>),
+    Set(Target, Expr),
+    /// `{% set ns.attr = value %}`.
+    SetAttr(Sym, Box<str>, Expr),
+    /// `{% set x %}…{% endset %}`.
+    SetBlock(Sym, Vec<Stmt>),
+    /// Defines macro number `.0` (in [`super::Program::macros`]) under its name.
+    Macro(usize),
+    /// The body of a `{% generation %}` block, wrapped in the span markers.
+    Generation(Vec<Stmt>),
+}
+
+#[derive(Debug)]
+pub(super) struct ForLoop {
+    pub target: Target,
+    pub iter: Expr,
+    pub filter: Option<Expr>,
+    pub body: Vec<Stmt>,
+    pub else_body: Vec<Stmt>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Target {
+    Name(Sym),
+    Tuple(Vec<Sym>),
+}
+
+#[derive(Debug)]
+pub(super) struct Macro {
+    pub name: Sym,
+    pub params: Vec<(Sym, Option<Expr>)>,
+    pub body: Vec<Stmt>,
+}
+
+#[derive(Debug)]
+pub(super) enum Expr {
+    Str(Box<str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    None,
+    Var(Sym),
+    /// `loop.<attr>` of the innermost loop.
+    LoopAttr(LoopAttr),
+    Attr(Box<Expr>, Box<str>),
+    Item(Box<Expr>, Box<Expr>),
+    Slice(Box<[Option<Expr>; 3]>, Box<Expr>),
+    List(Vec<Expr>),
+    Tuple(Vec<Expr>),
+    Dict(Vec<(Expr, Expr)>),
+    Not(Box<Expr>),
+    Neg(Box<Expr>),
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+    /// `a if cond else b`: (cond, a, b).
+    Cond(Box<(Expr, Expr, Option<Expr>)>),
+    Filter(Filter, Box<Expr>, Args),
+    Test(Test, Box<Expr>, Args),
+    Method(Method, Box<Expr>, Args),
+    Call(Func, Args),
+    /// A call of a macro the template defines, by the variable holding it.
+    CallMacro(Sym, Args),
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Args {
+    pub pos: Vec<Expr>,
+    pub kw: Vec<(Box<str>, Expr)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    FloorDiv,
+    Rem,
+    Concat,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    And,
+    Or,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LoopAttr {
+    Index,
+    Index0,
+    RevIndex,
+    RevIndex0,
+    First,
+    Last,
+    Length,
+}
+
+impl LoopAttr {
+    pub(super) fn from_name(name: &str) -> Option<LoopAttr> {
+        Some(match name {
+            "index" => LoopAttr::Index,
+            "index0" => LoopAttr::Index0,
+            "revindex" => LoopAttr::RevIndex,
+            "revindex0" => LoopAttr::RevIndex0,
+            "first" => LoopAttr::First,
+            "last" => LoopAttr::Last,
+            "length" => LoopAttr::Length,
+            _ => return None,
+        })
+    }
+}
+
+macro_rules! named_enum {
+    ($name:ident { $($variant:ident = $($s:literal)|+),* $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(super) enum $name { $($variant),* }
+        impl $name {
+            pub(super) fn from_name(name: &str) -> Option<$name> {
+                match name {
+                    $($($s)|+ => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+named_enum!(Filter {
+    Trim = "trim",
+    ToJson = "tojson",
+    Length = "length" | "count",
+    Items = "items",
+    Str = "string",
+    Indent = "indent",
+    Join = "join",
+    Select = "select",
+    Reject = "reject",
+    SelectAttr = "selectattr",
+    RejectAttr = "rejectattr",
+    List = "list",
+    Default = "default" | "d",
+    First = "first",
+    Last = "last",
+    Upper = "upper",
+    Lower = "lower",
+    Title = "title",
+    Replace = "replace",
+    MapAttr = "map",
+    Safe = "safe",
+    // The internal filters of the crate's rewrites (see forloop.rs and generation.rs).
+    NotNone = "_it",
+});
+
+named_enum!(Test {
+    Defined = "defined",
+    Undefined = "undefined",
+    None = "none",
+    Str = "string",
+    Number = "number",
+    Integer = "integer",
+    Float = "float",
+    Boolean = "boolean",
+    True = "true",
+    False = "false",
+    Mapping = "mapping",
+    Iterable = "iterable",
+    Sequence = "sequence",
+    Eq = "equalto" | "eq" | "==",
+    Ne = "ne" | "!=",
+    In = "in",
+    Odd = "odd",
+    Even = "even",
+});
+
+named_enum!(Method {
+    Strip = "strip",
+    LStrip = "lstrip",
+    RStrip = "rstrip",
+    Split = "split",
+    StartsWith = "startswith",
+    EndsWith = "endswith",
+    Upper = "upper",
+    Lower = "lower",
+    Title = "title",
+    Replace = "replace",
+    Items = "items",
+    Keys = "keys",
+    Values = "values",
+    Get = "get",
+});
+
+named_enum!(Func {
+    RaiseException = "raise_exception",
+    StrftimeNow = "strftime_now",
+    Namespace = "namespace",
+});

@@ -1,0 +1,356 @@
+//! The fast renderer's values: borrowed straight from the request's JSON and the program's
+//! literals, so a render converts nothing up front.
+//!
+//! Every operation here mirrors what minijinja (with this crate's environment) does for the same
+//! values, or gives up with [`Bail`] when the case is unusual enough not to be worth reproducing.
+
+use std::cell::RefCell;
+use std::fmt::Write;
+use std::rc::Rc;
+
+use serde_json::{Map, Value as Json};
+
+use crate::pyfmt::{json_str, py_float, repr_str};
+
+/// "Render this with minijinja instead": the fast path met something it does not vouch for.
+#[derive(Debug)]
+pub(super) struct Bail;
+
+pub(super) type R<T> = Result<T, Bail>;
+
+/// `None` → [`Bail`].
+pub(super) trait OrBail<T> {
+    fn or_bail(self) -> R<T>;
+}
+
+impl<T> OrBail<T> for Option<T> {
+    fn or_bail(self) -> R<T> {
+        self.ok_or(Bail)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Value<'a> {
+    Undefined,
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+    String(Rc<str>),
+    /// A JSON array of the request (or a slice of one); `true` when its items are messages, whose
+    /// `null` keys transformers drops.
+    Arr(&'a [Json], bool),
+    /// A JSON object of the request; `true` when its `null` keys are hidden (a message).
+    Obj(&'a Map<String, Json>, bool),
+    List(Rc<Vec<Value<'a>>>),
+    Tuple(Rc<Vec<Value<'a>>>),
+    /// A dict built by the template, string keys in insertion order.
+    Dict(Rc<Vec<(Value<'a>, Value<'a>)>>),
+    Ns(Rc<RefCell<Vec<(&'a str, Value<'a>)>>>),
+    /// A global function read as a variable (`strftime_now is defined`).
+    Func,
+}
+
+/// A JSON value as a template value (`msg`: an object is a message).
+pub(super) fn from_json(j: &Json, msg: bool) -> R<Value<'_>> {
+    Ok(match j {
+        Json::Null => Value::None,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None if n.is_f64() => Value::Float(n.as_f64().or_bail()?),
+            None => return Err(Bail),
+        },
+        Json::String(s) => Value::Str(s),
+        Json::Array(a) => Value::Arr(a, false),
+        Json::Object(o) => Value::Obj(o, msg),
+    })
+}
+
+/// Objects up to this size are searched by a scan, which beats hashing the key.
+const SCAN: usize = 16;
+
+fn obj_get<'a>(o: &'a Map<String, Json>, hide_null: bool, key: &str) -> Option<&'a Json> {
+    let v = if o.len() <= SCAN { o.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v) } else { o.get(key) };
+    v.filter(|v| !(hide_null && v.is_null()))
+}
+
+impl<'a> Value<'a> {
+    pub(super) fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(super) fn is_seq(&self) -> bool {
+        matches!(self, Value::Arr(..) | Value::List(_) | Value::Tuple(_))
+    }
+
+    pub(super) fn is_map(&self) -> bool {
+        matches!(self, Value::Obj(..) | Value::Dict(_))
+    }
+
+    /// Python truthiness (minijinja's `is_true`).
+    pub(super) fn truthy(&self) -> R<bool> {
+        Ok(match self {
+            Value::Undefined | Value::None => false,
+            Value::Bool(b) => *b,
+            Value::Int(i) => *i != 0,
+            Value::Float(f) => *f != 0.0,
+            Value::Str(_) | Value::String(_) => !self.as_str().unwrap_or_default().is_empty(),
+            Value::Arr(..) | Value::List(_) | Value::Tuple(_) | Value::Obj(..) | Value::Dict(_) => self.len()? > 0,
+            Value::Ns(_) | Value::Func => return Err(Bail),
+        })
+    }
+
+    /// Number of items of a sequence or map.
+    pub(super) fn len(&self) -> R<usize> {
+        Ok(match self {
+            Value::Arr(a, _) => a.len(),
+            Value::List(l) | Value::Tuple(l) => l.len(),
+            Value::Obj(o, true) => o.values().filter(|v| !v.is_null()).count(),
+            Value::Obj(o, false) => o.len(),
+            Value::Dict(d) => d.len(),
+            _ => return Err(Bail),
+        })
+    }
+
+    /// `value.name` / `value["name"]` on a map or namespace; a missing key is undefined.
+    pub(super) fn get_attr(&self, name: &str) -> R<Value<'a>> {
+        match self {
+            Value::Obj(o, hide) => match obj_get(o, *hide, name) {
+                Some(j) => from_json(j, false),
+                None => Ok(Value::Undefined),
+            },
+            Value::Dict(d) => {
+                Ok(d.iter().find(|(k, _)| k.as_str() == Some(name)).map_or(Value::Undefined, |(_, v)| v.clone()))
+            }
+            Value::Ns(ns) => {
+                Ok(ns.borrow().iter().find(|(k, _)| *k == name).map_or(Value::Undefined, |(_, v)| v.clone()))
+            }
+            _ => Err(Bail),
+        }
+    }
+
+    /// Item `i` of a sequence, negative from the end; out of range is undefined.
+    pub(super) fn index(&self, i: i64) -> R<Value<'a>> {
+        let len = self.len()? as i64;
+        let i = if i < 0 { i + len } else { i };
+        if !(0..len).contains(&i) {
+            return Ok(Value::Undefined);
+        }
+        let i = i as usize;
+        match self {
+            Value::Arr(a, msg) => from_json(&a[i], *msg),
+            Value::List(l) | Value::Tuple(l) => Ok(l[i].clone()),
+            _ => Err(Bail),
+        }
+    }
+
+    /// `value[key]`.
+    pub(super) fn get_item(&self, key: &Value<'a>) -> R<Value<'a>> {
+        match (self, key) {
+            (Value::Obj(..) | Value::Dict(_) | Value::Ns(_), k) => self.get_attr(k.as_str().or_bail()?),
+            (Value::Arr(..) | Value::List(_) | Value::Tuple(_), Value::Int(i)) => self.index(*i),
+            _ => Err(Bail),
+        }
+    }
+
+    /// The items a `for` loop visits: sequence items, map keys; undefined is empty.
+    pub(super) fn items(&self) -> R<Vec<Value<'a>>> {
+        match self {
+            Value::Undefined => Ok(Vec::new()),
+            Value::Arr(a, msg) => a.iter().map(|j| from_json(j, *msg)).collect(),
+            Value::List(l) | Value::Tuple(l) => Ok(l.as_ref().clone()),
+            Value::Obj(o, hide) => {
+                Ok(o.iter().filter(|(_, v)| !(*hide && v.is_null())).map(|(k, _)| Value::Str(k)).collect())
+            }
+            Value::Dict(d) => Ok(d.iter().map(|(k, _)| k.clone()).collect()),
+            _ => Err(Bail),
+        }
+    }
+
+    /// A map's (key, value) pairs in order.
+    pub(super) fn pairs(&self) -> R<Vec<(Value<'a>, Value<'a>)>> {
+        match self {
+            Value::Obj(o, hide) => o
+                .iter()
+                .filter(|(_, v)| !(*hide && v.is_null()))
+                .map(|(k, v)| Ok((Value::Str(k), from_json(v, false)?)))
+                .collect(),
+            Value::Dict(d) => Ok(d.as_ref().clone()),
+            _ => Err(Bail),
+        }
+    }
+
+    /// minijinja's `==` for the value kinds that occur; unusual mixes bail.
+    pub(super) fn equals(&self, other: &Value<'a>) -> R<bool> {
+        use Value::*;
+        Ok(match (self, other) {
+            (Undefined | Ns(_) | Func, _) | (_, Undefined | Ns(_) | Func) => return Err(Bail),
+            (Bool(_), Int(_) | Float(_)) | (Int(_) | Float(_), Bool(_)) => return Err(Bail),
+            (None, None) => true,
+            (Bool(a), Bool(b)) => a == b,
+            (Int(a), Int(b)) => a == b,
+            (Int(a), Float(b)) | (Float(b), Int(a)) => (*a as f64) == *b,
+            (Float(a), Float(b)) => a == b,
+            (Tuple(_), Arr(..) | List(_)) | (Arr(..) | List(_), Tuple(_)) => false,
+            (Obj(a, ha), Obj(b, hb)) if std::ptr::eq(*a, *b) && ha == hb => true,
+            _ if self.as_str().is_some() || other.as_str().is_some() => self.as_str() == other.as_str(),
+            _ if self.is_seq() && other.is_seq() => {
+                let (a, b) = (self.items()?, other.items()?);
+                if a.len() != b.len() {
+                    return Ok(false);
+                }
+                for (x, y) in a.iter().zip(&b) {
+                    if !x.equals(y)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            _ if self.is_map() && other.is_map() => {
+                if self.len()? != other.len()? {
+                    return Ok(false);
+                }
+                for (k, v) in self.pairs()? {
+                    let w = other.get_attr(k.as_str().or_bail()?)?;
+                    if matches!(w, Undefined) || !v.equals(&w)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// What the environment's formatter prints for `{{ value }}` (Python's `str()`).
+    pub(super) fn write_to(&self, out: &mut String) -> R<()> {
+        match self {
+            Value::Str(s) => out.push_str(s),
+            Value::String(s) => out.push_str(s),
+            Value::Undefined => {}
+            _ => self.repr(out)?,
+        }
+        Ok(())
+    }
+
+    /// Python's `repr()` (as [`crate::pyfmt::py_repr`] writes it).
+    pub(super) fn repr(&self, out: &mut String) -> R<()> {
+        match self {
+            Value::Undefined => {}
+            Value::None => out.push_str("None"),
+            Value::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
+            Value::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::Float(f) => out.push_str(&py_float(*f, false)),
+            Value::Str(_) | Value::String(_) => repr_str(self.as_str().unwrap_or_default(), out),
+            Value::Arr(..) | Value::List(_) | Value::Tuple(_) => {
+                out.push('[');
+                for (i, item) in self.items()?.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    item.repr(out)?;
+                }
+                out.push(']');
+            }
+            Value::Obj(..) | Value::Dict(_) => {
+                out.push('{');
+                for (i, (k, v)) in self.pairs()?.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    k.repr(out)?;
+                    out.push_str(": ");
+                    v.repr(out)?;
+                }
+                out.push('}');
+            }
+            Value::Ns(_) | Value::Func => return Err(Bail),
+        }
+        Ok(())
+    }
+}
+
+/// `json.dumps` options, as [`crate::pyfmt::JsonOptions`] (the separators borrowed).
+pub(super) struct JsonDump<'o> {
+    pub ensure_ascii: bool,
+    pub indent: Option<String>,
+    pub item_sep: &'o str,
+    pub key_sep: &'o str,
+    pub sort_keys: bool,
+}
+
+impl JsonDump<'_> {
+    fn newline(&self, level: usize, out: &mut String) {
+        if let Some(indent) = &self.indent {
+            out.push('\n');
+            for _ in 0..level {
+                out.push_str(indent);
+            }
+        }
+    }
+
+    /// Writes `v` the way [`crate::pyfmt::json_dumps`] does.
+    pub(super) fn write(&self, v: &Value<'_>, level: usize, out: &mut String) -> R<()> {
+        match v {
+            Value::None => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::Float(f) => out.push_str(&py_float(*f, true)),
+            Value::Str(_) | Value::String(_) => json_str(v.as_str().unwrap_or_default(), self.ensure_ascii, out),
+            Value::Arr(..) | Value::List(_) | Value::Tuple(_) => {
+                let items = v.items()?;
+                if items.is_empty() {
+                    out.push_str("[]");
+                    return Ok(());
+                }
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(self.item_sep);
+                    }
+                    self.newline(level + 1, out);
+                    self.write(item, level + 1, out)?;
+                }
+                self.newline(level, out);
+                out.push(']');
+            }
+            Value::Obj(..) | Value::Dict(_) => {
+                let mut pairs = v.pairs()?;
+                if pairs.is_empty() {
+                    out.push_str("{}");
+                    return Ok(());
+                }
+                if self.sort_keys {
+                    if pairs.iter().any(|(k, _)| k.as_str().is_none()) {
+                        return Err(Bail);
+                    }
+                    pairs.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
+                }
+                out.push('{');
+                for (i, (k, item)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(self.item_sep);
+                    }
+                    self.newline(level + 1, out);
+                    json_str(k.as_str().or_bail()?, self.ensure_ascii, out);
+                    out.push_str(self.key_sep);
+                    self.write(item, level + 1, out)?;
+                }
+                self.newline(level, out);
+                out.push('}');
+            }
+            Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
+        }
+        Ok(())
+    }
+}

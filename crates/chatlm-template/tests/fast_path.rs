@@ -1,0 +1,344 @@
+//! Differential tests of the fast renderer against minijinja (the reference): the golden corpus,
+//! randomized and edge-case requests over every golden template, and the resource limits. Any
+//! difference in text, generation spans or error is a failure; so is a golden template that no
+//! longer takes the fast path, or a golden case that newly falls back to minijinja.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use chatlm_template::{
+    select_template, ChatRequest, ChatTemplate, ContinueFinal, DateTime, Limits, Rendered, Renderer, TemplateError,
+};
+use chatlm_tokenizer::ChatTemplateSource;
+use serde_json::{json, Map, Value};
+
+#[path = "common/golden_line.rs"]
+mod golden_line;
+use golden_line::request_from_line;
+
+/// Golden templates rendered by minijinja only (they use something the fast renderer does not).
+const MINIJINJA_TEMPLATES: [&str; 0] = [];
+
+/// Successful golden cases of fast-path templates that still fall back to minijinja at render time
+/// (`content|trim` on a list of content parts prints the list minijinja's way).
+const FALLBACK_CASES: [&str; 4] = [
+    "llama-3.1-8b-instruct/content_parts_gen",
+    "llama-3.1-8b-instruct/content_parts_system_gen",
+    "llama-3.2-3b-instruct/content_parts_gen",
+    "llama-3.2-3b-instruct/content_parts_system_gen",
+];
+
+fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("CHATLM_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures")));
+    dir.join("chat_templates/golden.jsonl").exists().then(|| dir.join("chat_templates"))
+}
+
+struct Template {
+    source: ChatTemplateSource,
+    tokens: Map<String, Value>,
+}
+
+fn load_templates(dir: &std::path::Path) -> BTreeMap<String, Template> {
+    let text = std::fs::read_to_string(dir.join("templates.json")).expect("templates.json");
+    let list: Vec<Value> = serde_json::from_str(&text).expect("templates.json is JSON");
+    let mut out = BTreeMap::new();
+    for t in list {
+        let source = match &t["chat_template"] {
+            Value::String(s) => ChatTemplateSource::Single(s.clone()),
+            Value::Array(items) => ChatTemplateSource::Named(
+                items
+                    .iter()
+                    .map(|i| (i["name"].as_str().unwrap().into(), i["template"].as_str().unwrap().into()))
+                    .collect(),
+            ),
+            other => panic!("bad chat_template {other}"),
+        };
+        let mut tokens = Map::new();
+        for k in ["bos_token", "eos_token", "pad_token", "unk_token"] {
+            if let Some(v) = t.get(k).filter(|v| !v.is_null()) {
+                tokens.insert(k.to_string(), v.clone());
+            }
+        }
+        out.insert(t["name"].as_str().unwrap().to_string(), Template { source, tokens });
+    }
+    out
+}
+
+/// A render's observable result: text and spans, or the error's kind and message.
+fn outcome(r: Result<Option<Rendered>, TemplateError>) -> Result<Rendered, String> {
+    match r {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err("no render".into()),
+        Err(e) => Err(format!("{}: {e}", e.kind())),
+    }
+}
+
+/// Renders with minijinja and with the default renderer and checks they agree; returns whether the
+/// fast path itself rendered it.
+fn check(tpl: &ChatTemplate, req: &ChatRequest, what: &str) -> bool {
+    let reference = outcome(tpl.render_with(req, Renderer::Minijinja));
+    let auto = outcome(tpl.render_with(req, Renderer::Auto));
+    assert_eq!(auto, reference, "{what}");
+    match tpl.render_with(req, Renderer::Fast) {
+        Ok(Some(fast)) => {
+            assert_eq!(Ok(fast), reference, "{what}: the fast path rendered something else");
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn golden_cases_render_identically_on_the_fast_path() {
+    let Some(dir) = fixtures() else {
+        println!("skipped: fixtures not found");
+        return;
+    };
+    let templates = load_templates(&dir);
+    let mut compiled: HashMap<String, ChatTemplate> = HashMap::new();
+    let mut slow_templates = BTreeSet::new();
+    let mut fallbacks = BTreeSet::new();
+    let golden = std::fs::read_to_string(dir.join("golden.jsonl")).expect("golden.jsonl");
+    for raw in golden.lines() {
+        let line: Value = serde_json::from_str(raw).unwrap();
+        let name = line["template"].as_str().unwrap();
+        let case = format!("{name}/{}", line["case"].as_str().unwrap());
+        let t = &templates[name];
+        let req = request_from_line(&line, &t.tokens);
+        let Ok(src) = select_template(&t.source, None, req.tools.is_some()) else {
+            continue;
+        };
+        let tpl = compiled.entry(src.to_string()).or_insert_with(|| ChatTemplate::new(src).unwrap());
+        if !tpl.uses_fast_path() {
+            slow_templates.insert(name.to_string());
+            continue;
+        }
+        let fast = check(tpl, &req, &case);
+        if !fast && line["expected"].is_string() {
+            fallbacks.insert(case);
+        }
+    }
+    assert_eq!(slow_templates, MINIJINJA_TEMPLATES.iter().map(|s| s.to_string()).collect(), "templates on minijinja");
+    assert_eq!(fallbacks, FALLBACK_CASES.iter().map(|s| s.to_string()).collect(), "golden cases that fall back");
+}
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+const TEXTS: [&str; 14] = [
+    "Hello, how are you?",
+    "",
+    "  padded text \n\n",
+    "한국어 텍스트와 이모지 😀",
+    "<think>\nreasoning here\n</think>\n\nthe answer",
+    "{{ not jinja }} {% if x %} {# c #}",
+    "line one\nline two\r\nline three",
+    "it's \"quoted\" \\ back\\slash\ttab",
+    "\u{1c}separators\u{1f} and \u{2028} breaks\u{85}",
+    "<tool_response>\n42\n</tool_response>",
+    "1e-05 None True [1, 2]",
+    "x",
+    "ends with newline\n",
+    "ÉÀÇ ünïcödé ΣΑΣ",
+];
+
+fn tool_schema(name: &str) -> Value {
+    json!({"type": "function", "function": {"name": name, "description": "Gets the weather.\n  Be nice.",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "The city"},
+            "days": {"type": "integer", "description": "How many days", "enum": [1, 2, 3]},
+            "units": {"type": ["string", "null"], "description": "Units"},
+            "flags": {"type": "array", "items": {"type": "boolean"}, "description": "Flags"}},
+        "required": ["city"]}, "return": {"type": "number", "description": "Degrees"}}})
+}
+
+fn random_message(rng: &mut Rng, role: &str) -> Value {
+    let content = match rng.below(10) {
+        0 => Value::Null,
+        1 => json!([{"type": "text", "text": *rng.pick(&TEXTS)}]),
+        _ => Value::String(rng.pick(&TEXTS).to_string()),
+    };
+    let mut m = json!({"role": role, "content": content});
+    let obj = m.as_object_mut().unwrap();
+    match role {
+        "assistant" if rng.chance(30) => {
+            let args =
+                if rng.chance(50) { json!({"city": "Paris", "days": 2}) } else { json!("{\"city\": \"Paris\"}") };
+            let call = if rng.chance(80) {
+                json!({"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": args}})
+            } else {
+                json!({"name": "get_weather", "arguments": args})
+            };
+            obj.insert("tool_calls".into(), json!([call]));
+            if rng.chance(50) {
+                obj.insert("content".into(), Value::Null);
+            }
+        }
+        "assistant" if rng.chance(20) => {
+            obj.insert("reasoning_content".into(), json!("Thinking it over."));
+        }
+        "tool" => {
+            obj.insert("name".into(), json!("get_weather"));
+            obj.insert("tool_call_id".into(), json!("call_1"));
+        }
+        _ => {}
+    }
+    if rng.chance(15) {
+        obj.insert("extra".into(), Value::Null);
+    }
+    m
+}
+
+fn random_request(rng: &mut Rng) -> ChatRequest {
+    let mut messages = Vec::new();
+    if rng.chance(40) {
+        messages.push(random_message(rng, "system"));
+    }
+    let turns = rng.below(5) + usize::from(messages.is_empty());
+    for i in 0..turns {
+        let role = match rng.below(10) {
+            0 => "tool",
+            1 => "system",
+            2..=5 => "user",
+            _ if i % 2 == 0 => "user",
+            _ => "assistant",
+        };
+        messages.push(random_message(rng, role));
+    }
+    let mut req = ChatRequest::new(messages);
+    if rng.chance(30) {
+        req.tools = Some((0..rng.below(3)).map(|i| tool_schema(["get_weather", "search"][i % 2])).collect());
+    }
+    if rng.chance(10) {
+        req.documents = Some(vec![json!({"title": "Doc", "text": "Some text."})]);
+    }
+    match rng.below(3) {
+        0 => req.add_generation_prompt = true,
+        1 if rng.chance(50) => req.continue_final_message = ContinueFinal::Content,
+        _ => {}
+    }
+    if rng.chance(30) {
+        req.kwargs.insert("enable_thinking".into(), json!(rng.chance(50)));
+    }
+    if rng.chance(10) {
+        req.kwargs.insert("date_string".into(), json!("01 Jan 2026"));
+    }
+    req.now = DateTime::parse("2025-03-09T14:05:00");
+    req
+}
+
+fn golden_templates() -> Vec<(String, ChatTemplate, Map<String, Value>)> {
+    let Some(dir) = fixtures() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, t) in load_templates(&dir) {
+        for tools in [false, true] {
+            if let Ok(src) = select_template(&t.source, None, tools) {
+                if tools && matches!(t.source, ChatTemplateSource::Single(_)) {
+                    continue;
+                }
+                out.push((name.clone(), ChatTemplate::new(src).unwrap(), t.tokens.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn randomized_requests_render_identically() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut renders, mut fast) = (0, 0);
+    for (name, tpl, tokens) in golden_templates() {
+        for i in 0..60 {
+            let mut req = random_request(&mut rng);
+            req.special_tokens = tokens.clone();
+            renders += 1;
+            fast += usize::from(check(&tpl, &req, &format!("{name} #{i}: {req:?}")));
+        }
+    }
+    // The test must exercise the fast path, not just the fallback.
+    assert!(renders == 0 || fast * 3 > renders, "{fast} of {renders} renders on the fast path");
+}
+
+#[test]
+fn edge_requests_render_identically() {
+    let huge = "big ".repeat(300_000);
+    let mut cases: Vec<ChatRequest> = vec![
+        ChatRequest::new(vec![]),
+        ChatRequest::new(vec![json!({"role": "user", "content": null})]),
+        ChatRequest::new(vec![json!({"role": "user"})]),
+        ChatRequest::new(vec![json!({"role": "user", "content": huge})]),
+        ChatRequest::new(vec![json!({"role": "assistant", "content": "prefill"})]),
+        ChatRequest::new(vec![json!("not an object")]),
+        ChatRequest::new(vec![json!({"role": "user", "content": 12345678901234567890u64})]),
+        ChatRequest::new(vec![json!({"role": "user", "content": 2.5}), json!({"role": "user", "content": true})]),
+    ];
+    let mut cont = ChatRequest::new(vec![
+        json!({"role": "user", "content": "Hi"}),
+        json!({"role": "assistant", "content": "Hel"}),
+    ]);
+    cont.continue_final_message = ContinueFinal::Content;
+    cases.push(cont);
+    let mut shadow = ChatRequest::new(vec![json!({"role": "user", "content": "Hi"})]);
+    shadow.kwargs.insert("strftime_now".into(), json!("not a function"));
+    shadow.kwargs.insert("loop".into(), json!(1));
+    cases.push(shadow);
+    for (name, tpl, tokens) in golden_templates() {
+        for (i, req) in cases.iter().enumerate() {
+            let mut req = req.clone();
+            req.special_tokens = tokens.clone();
+            req.now = DateTime::parse("2025-03-09T14:05:00");
+            check(&tpl, &req, &format!("{name} edge #{i}"));
+            req.add_generation_prompt = !req.add_generation_prompt && req.continue_final_message == ContinueFinal::No;
+            check(&tpl, &req, &format!("{name} edge #{i} (generation prompt flipped)"));
+        }
+    }
+}
+
+/// Over the limits the render fails exactly as minijinja fails, whichever path started it.
+#[test]
+fn limits_are_reported_as_minijinja_reports_them() {
+    let messages: Vec<Value> = (0..3000).map(|i| json!({"role": "user", "content": format!("m{i}")})).collect();
+    let req = ChatRequest::new(messages);
+    let runaway = "{% for a in messages %}{% for b in messages %}{{ a.role }}{% endfor %}{% endfor %}";
+    let tpl = ChatTemplate::new(runaway).unwrap();
+    assert!(tpl.uses_fast_path());
+    assert!(!check(&tpl, &req, "runaway loop"));
+    assert!(matches!(tpl.render(&req), Err(TemplateError::LimitExceeded(_))));
+    let chatml = ChatTemplate::with_limits(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}",
+        Limits { max_output_bytes: 1000, ..Limits::default() },
+    )
+    .unwrap();
+    assert!(!check(&chatml, &req, "output limit"));
+    let small = ChatRequest::new(vec![json!({"role": "user", "content": "Hi"})]);
+    assert!(check(&chatml, &small, "under the output limit"));
+    for fuel in [10, 50, 100, 200, 400, 1000] {
+        let tpl = ChatTemplate::with_limits(runaway, Limits { fuel, ..Limits::default() }).unwrap();
+        check(&tpl, &small, &format!("fuel {fuel}"));
+    }
+}
