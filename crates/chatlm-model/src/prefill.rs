@@ -166,6 +166,8 @@ struct Attention {
     capacity: usize,
     /// Per slot up to the last new token: whether it holds a real token.
     real: Vec<bool>,
+    /// `holes[k]`: slots before `k` that hold padding (`total + 1` entries).
+    holes: Vec<usize>,
     window: Option<usize>,
     /// As the candle path: an f64 scale applied to f32 scores.
     scale: f32,
@@ -184,6 +186,12 @@ impl Attention {
             hd: c.head_dim,
             capacity: cache.capacity(),
             real: (0..total).map(|k| cache.is_real(0, k)).collect(),
+            holes: std::iter::once(0)
+                .chain((0..total).scan(0, |n, k| {
+                    *n += usize::from(!cache.is_real(0, k));
+                    Some(*n)
+                }))
+                .collect(),
             window: c.sliding_window,
             scale: (1.0 / (c.head_dim as f64).sqrt()) as f32,
             isa: TileIsa::detect(),
@@ -254,6 +262,17 @@ impl Attention {
     /// The probabilities of the query at `slot` over `row` (scores of slots `0..row.len()`),
     /// in place: what [`crate::layers`]' masked softmax computes.
     fn softmax(&self, kernels: &CpuKernels, slot: usize, row: &mut [f32]) {
+        // The usual case: the visible slots are one run (no padding inside the window).
+        let lo = self.window.map_or(0, |w| (slot + 1).saturating_sub(w));
+        if self.holes[slot + 1] == self.holes[lo] {
+            let run = &mut row[lo..=slot];
+            let max = kernels.scale_max(run, self.scale);
+            let sum = kernels.exp_sub_sum(run, max);
+            run.iter_mut().for_each(|v| *v /= sum);
+            row[..lo].fill(0.0);
+            row[slot + 1..].fill(0.0);
+            return;
+        }
         let allowed = |k: usize| k <= slot && self.real[k] && self.window.is_none_or(|w| k + w > slot);
         let (Some(lo), Some(hi)) = ((0..row.len()).find(|&k| allowed(k)), (0..row.len()).rfind(|&k| allowed(k))) else {
             // Nothing to attend to: candle's softmax of equal scores is uniform.

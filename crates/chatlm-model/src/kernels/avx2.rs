@@ -428,3 +428,26 @@ pub(crate) unsafe fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
         out[j] = gate[j] / ((-gate[j]).exp() + 1.0) * up[j];
     }
 }
+
+/// `row[i] *= scale` and returns the largest result (scores before a softmax).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn scale_max(row: &mut [f32], scale: f32) -> f32 {
+    let s = _mm256_set1_ps(scale);
+    let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i + 8 <= row.len() {
+        let p = row.as_mut_ptr().add(i);
+        let v = _mm256_mul_ps(_mm256_loadu_ps(p), s);
+        _mm256_storeu_ps(p, v);
+        m = _mm256_max_ps(m, v);
+        i += 8;
+    }
+    let h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    let mut max = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+    for v in &mut row[i..] {
+        *v *= scale;
+        max = max.max(*v);
+    }
+    max
+}

@@ -14,13 +14,13 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use super::gemm::{Tile, TileIsa, MR, NR};
-use super::{avx2, BlockFormat, CpuKernels, OutPtr, QMatrix};
+use super::{avx2, avx512, BlockFormat, CpuKernels, OutPtr, QMatrix};
 
 thread_local! {
     /// The current tile of weight rows, as f32.
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// The current panel of [`NR`] weight rows, transposed, and one row being expanded.
-    static PANEL: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// The current panel of [`NR`] weight rows, transposed.
+    static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Bytes of f32 weights per tile: with 3 activation rows of the same length they fit L1.
@@ -81,21 +81,21 @@ impl CpuKernels {
     /// expanded and transposed once, then every activation row streams past it.
     pub(super) fn part_panels(&self, w: &QMatrix, x: &[f32], m: usize, rows: Range<usize>, out: OutPtr) {
         let (cols, n) = (w.cols, w.rows);
-        PANEL.with_borrow_mut(|(panel, row)| {
+        PANEL.with_borrow_mut(|panel| {
             panel.resize(cols * NR, 0.0);
-            row.resize(cols, 0.0);
             let mut r0 = rows.start;
             while r0 < rows.end {
                 let width = NR.min(rows.end - r0);
-                for j in 0..NR {
-                    if j < width {
-                        expand(w.format, w.row(r0 + j), row);
-                        for (k, &v) in row.iter().enumerate() {
-                            panel[k * NR + j] = v;
+                let rows: Vec<&[u8]> = (r0..r0 + width).map(|r| w.row(r)).collect();
+                for (half, j0) in [(0, 0), (1, 16)] {
+                    let part = &rows[(16 * half).min(width)..(16 * half + 16).min(width)];
+                    // SAFETY: this path runs only where `TileIsa::Avx512` was detected (AVX-512F);
+                    // `pack16` checks the lengths.
+                    unsafe {
+                        match w.format {
+                            BlockFormat::F16 => avx512::pack16::<true>(part, cols, panel, NR, j0),
+                            _ => avx512::pack16::<false>(part, cols, panel, NR, j0),
                         }
-                    } else {
-                        // Padding columns: read by the kernel, never stored.
-                        (0..cols).for_each(|k| panel[k * NR + j] = 0.0);
                     }
                 }
                 let mut i = 0;

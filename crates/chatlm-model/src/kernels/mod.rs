@@ -453,6 +453,19 @@ impl CpuKernels {
         }
     }
 
+    /// `row[i] *= scale`, returning the largest result (a softmax's scaled scores).
+    pub(crate) fn scale_max(&self, row: &mut [f32], scale: f32) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx2 {
+            // SAFETY: `Avx2` is only constructed when the CPU has the features.
+            return unsafe { avx2::scale_max(row, scale) };
+        }
+        row.iter_mut().fold(f32::NEG_INFINITY, |m, v| {
+            *v *= scale;
+            m.max(*v)
+        })
+    }
+
     /// `out[i] = silu(gate[i]) · up[i]`, the SwiGLU activation (`silu(g) = g / (1 + e^-g)`).
     pub(crate) fn silu_mul(&self, gate: &[f32], up: &[f32], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]

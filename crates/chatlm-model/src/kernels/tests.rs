@@ -100,7 +100,9 @@ fn simd_paths_agree_with_the_scalar_path() {
         .into_iter()
         .filter(|&f| simd.isa().has_kernel(f))
         .map(|f| (f, cols))
-        .chain([BlockFormat::Q4_0, BlockFormat::Q4_1, BlockFormat::Q8_0].map(|f| (f, 800)));
+        .chain([BlockFormat::Q4_0, BlockFormat::Q4_1, BlockFormat::Q8_0].map(|f| (f, 800)))
+        // Dense rows not a multiple of 16 long (the panel transpose's remainder).
+        .chain([BlockFormat::F16, BlockFormat::F32].map(|f| (f, 200)));
     for (format, cols) in shapes {
         let (w, _) = random_matrix(format, rows, cols, 4);
         for m in [1, 4, 5, 8, 25] {
