@@ -3,7 +3,7 @@
 //! process start). Every render is checked against transformers' text before timing starts.
 //!
 //! ```sh
-//! cargo run --release -p chatlm-template --example render_rate -- [--passes 20] [--trials 5] [--per-template] [--minijinja] [FIXTURES]
+//! cargo run --release -p chatlm-template --example render_rate -- [--passes 20] [--trials 5] [--per-template] [--minijinja] [--only TEMPLATE] [FIXTURES]
 //! ```
 //!
 //! `--minijinja` times the reference renderer only (no fast path); `--per-template` also says which
@@ -26,6 +26,7 @@ fn main() {
     let mut per_template = false;
     let mut trials = 5usize;
     let mut renderer = Renderer::Auto;
+    let mut only: Option<String> = None;
     let mut dir = std::env::var_os("CHATLM_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures")));
@@ -36,6 +37,7 @@ fn main() {
             "--trials" => trials = args.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0).expect("--trials N"),
             "--per-template" => per_template = true,
             "--minijinja" => renderer = Renderer::Minijinja,
+            "--only" => only = Some(args.next().expect("--only TEMPLATE")),
             other => dir = PathBuf::from(other),
         }
     }
@@ -70,6 +72,9 @@ fn main() {
         let line: Value = serde_json::from_str(raw).unwrap();
         let Some(expected) = line["expected"].as_str() else { continue };
         let name = line["template"].as_str().unwrap().to_string();
+        if only.as_ref().is_some_and(|o| *o != name) {
+            continue;
+        }
         let (source, tokens) = &sources[&name];
         let req = request_from_line(&line, tokens);
         let src = select_template(source, None, req.tools.is_some()).unwrap().to_string();

@@ -102,28 +102,35 @@ pub(crate) fn extract_spans(raw: &str) -> (String, Vec<Range<usize>>) {
     let mut text = String::with_capacity(raw.len());
     let mut spans = Vec::new();
     let mut open = Vec::new();
-    for piece in raw.split_inclusive([GEN_START, GEN_END]) {
-        let mut chars = piece.chars();
-        match chars.next_back() {
-            Some(GEN_START) => {
-                text.push_str(chars.as_str());
-                open.push(text.len());
-            }
-            Some(GEN_END) => {
-                text.push_str(chars.as_str());
-                if let Some(start) = open.pop() {
-                    spans.push(start..text.len());
-                }
-            }
-            _ => text.push_str(piece),
+    // Both markers are EF B7 90/91 in UTF-8: look for their lead byte and copy the text between.
+    let b = raw.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(p) = b[i..].iter().position(|&c| c == 0xEF) {
+        let at = i + p;
+        i = at + 1;
+        let marker = match b.get(at + 1..at + 3) {
+            Some([0xB7, 0x90]) => GEN_START,
+            Some([0xB7, 0x91]) => GEN_END,
+            _ => continue,
+        };
+        text.push_str(&raw[copied..at]);
+        copied = at + marker.len_utf8();
+        i = copied;
+        if marker == GEN_START {
+            open.push(text.len());
+        } else if let Some(start) = open.pop() {
+            spans.push(start..text.len());
         }
     }
+    text.push_str(&raw[copied..]);
     (text, spans)
 }
 
 /// Whether a string the caller supplied contains a marker (which would forge a span).
 pub(crate) fn contains_marker(s: &str) -> bool {
-    s.contains([GEN_START, GEN_END])
+    // Both markers start with the byte 0xEF in UTF-8; a byte scan rules most text out cheaply.
+    s.as_bytes().contains(&0xEF) && s.contains([GEN_START, GEN_END])
 }
 
 #[cfg(test)]

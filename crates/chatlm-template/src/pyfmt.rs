@@ -296,7 +296,15 @@ impl JsonWriter<'_> {
 /// A JSON string literal as Python's `json` module writes it.
 pub(crate) fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
+    // Runs of characters that need no escape are copied whole (the common case is all of them).
+    let mut run = 0;
+    for (i, c) in s.char_indices() {
+        let plain = c >= ' ' && c != '"' && c != '\\' && !(ensure_ascii && (c as u32) > 0x7f);
+        if plain {
+            continue;
+        }
+        out.push_str(&s[run..i]);
+        run = i + c.len_utf8();
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -306,15 +314,15 @@ pub(crate) fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c if ensure_ascii && (c as u32) > 0x7f => {
+            c => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
                     out.push_str(&format!("\\u{unit:04x}"));
                 }
             }
-            c => out.push(c),
         }
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 

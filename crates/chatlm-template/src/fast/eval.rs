@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use super::ast::*;
-use super::value::{Bail, OrBail, Value, R};
+use super::value::{from_json, Bail, OrBail, Value, R};
 use super::Program;
 use crate::clock::DateTime;
 use crate::generation::{GEN_END, GEN_START};
@@ -79,12 +79,16 @@ impl<'a> Vm<'a> {
     }
 
     fn lookup(&self, s: Sym) -> Value<'a> {
+        self.lookup_ref(s).clone()
+    }
+
+    fn lookup_ref(&self, s: Sym) -> &Value<'a> {
         for (k, v) in self.locals[self.floor..].iter().rev() {
             if *k == s {
-                return v.clone();
+                return v;
             }
         }
-        self.globals[s as usize].clone()
+        &self.globals[s as usize]
     }
 
     fn set(&mut self, s: Sym, v: Value<'a>) {
@@ -167,30 +171,53 @@ impl<'a> Vm<'a> {
     }
 
     fn for_loop(&mut self, f: &'a ForLoop, out: &mut String) -> R<()> {
-        let mut items = self.eval(&f.iter)?.items()?;
-        self.spend(items.len() as i64 * ITEM)?;
-        let (saved_frame, base) = (self.frame, self.locals.len());
-        self.frame = base;
-        if let Some(cond) = &f.filter {
-            let mut kept = Vec::with_capacity(items.len());
-            for item in items {
-                self.bind(&f.target, item.clone())?;
-                if self.eval(cond)?.truthy()? {
-                    kept.push(item);
+        let (mut items, len) = match (&f.filter, self.pairs_source(f)) {
+            (None, Some(map)) => {
+                let map = self.eval(map)?;
+                let len = map.len()?;
+                (LoopItems::pairs(map)?, len)
+            }
+            (None, None) => {
+                let v = self.eval(&f.iter)?;
+                match v {
+                    Value::Arr(a, msg) => (LoopItems::Arr(a.iter(), msg), a.len()),
+                    Value::List(l) | Value::Tuple(l) => {
+                        let len = l.len();
+                        (LoopItems::Shared(l, 0), len)
+                    }
+                    v => {
+                        let items = v.items()?;
+                        let len = items.len();
+                        (LoopItems::Vals(items.into_iter()), len)
+                    }
                 }
             }
-            self.locals.truncate(base);
-            items = kept;
-        }
-        let len = items.len();
+            (Some(_), _) => {
+                let items = self.filtered_items(f)?;
+                let len = items.len();
+                (LoopItems::Vals(items.into_iter()), len)
+            }
+        };
+        self.spend(len as i64 * ITEM)?;
+        let (saved_frame, base) = (self.frame, self.locals.len());
+        self.frame = base;
         self.loops.push((0, len));
-        for (i, item) in items.into_iter().enumerate() {
+        let mut i = 0;
+        while let Some((a, b)) = items.next()? {
             self.spend(STEP)?;
             if let Some(l) = self.loops.last_mut() {
                 l.0 = i;
             }
-            self.bind(&f.target, item)?;
+            match (b, &f.target) {
+                (None, t) => self.bind(t, a)?,
+                (Some(b), Target::Tuple(names)) if names.len() == 2 => {
+                    self.set(names[0], a);
+                    self.set(names[1], b);
+                }
+                _ => return Err(Bail),
+            }
             self.exec(&f.body, out)?;
+            i += 1;
         }
         self.loops.pop();
         self.locals.truncate(base);
@@ -199,6 +226,46 @@ impl<'a> Vm<'a> {
             self.exec(&f.else_body, out)?;
         }
         Ok(())
+    }
+
+    /// For `for k, v in m|items` (or `m.items()`), the map expression: its pairs are visited
+    /// without building a tuple each (the `_it` check around it cannot fail: `items` gives a list).
+    fn pairs_source(&self, f: &'a ForLoop) -> Option<&'a Expr> {
+        let Target::Tuple(names) = &f.target else { return None };
+        let mut e = &f.iter;
+        if let Expr::Filter(Filter::NotNone, inner, args) = e {
+            if args.pos.is_empty() && args.kw.is_empty() {
+                e = inner;
+            }
+        }
+        match e {
+            Expr::Filter(Filter::Items, map, args) | Expr::Method(Method::Items, map, args)
+                if names.len() == 2 && args.pos.is_empty() && args.kw.is_empty() =>
+            {
+                Some(map)
+            }
+            _ => None,
+        }
+    }
+
+    /// The items of a loop with an `if` filter: evaluated with the target bound, outside the loop.
+    fn filtered_items(&mut self, f: &'a ForLoop) -> R<Vec<Value<'a>>> {
+        let items = self.eval(&f.iter)?.items()?;
+        self.spend(items.len() as i64 * ITEM)?;
+        let (saved_frame, base) = (self.frame, self.locals.len());
+        self.frame = base;
+        let mut kept = Vec::with_capacity(items.len());
+        if let Some(cond) = &f.filter {
+            for item in items {
+                self.bind(&f.target, item.clone())?;
+                if self.eval(cond)?.truthy()? {
+                    kept.push(item);
+                }
+            }
+        }
+        self.locals.truncate(base);
+        self.frame = saved_frame;
+        Ok(kept)
     }
 
     /// `{{ e }}`: string concatenations are written piece by piece instead of being built first.
@@ -221,6 +288,10 @@ impl<'a> Vm<'a> {
     /// Writes `e` if it evaluates to a string; `false` (with `out` partly written) if it does not.
     fn emit_str(&mut self, e: &'a Expr, out: &mut String) -> R<bool> {
         match e {
+            Expr::Str(s) => {
+                out.push_str(s);
+                Ok(true)
+            }
             Expr::Bin(BinOp::Add, l, r) => Ok(self.emit_str(l, out)? && self.emit_str(r, out)?),
             Expr::Bin(BinOp::Concat, l, r) => Ok(self.emit_display(l, out)? && self.emit_display(r, out)?),
             Expr::CallMacro(s, args) => self.call_macro(*s, args, out).map(|_| true),
@@ -268,7 +339,11 @@ impl<'a> Vm<'a> {
                     LoopAttr::Length => Value::Int(len as i64),
                 }
             }
-            Expr::Attr(obj, name) => self.eval(obj)?.get_attr(name)?,
+            // The common `name.attr` reads the variable in place.
+            Expr::Attr(obj, name) => match &**obj {
+                Expr::Var(s) => self.lookup_ref(*s).get_attr(name)?,
+                obj => self.eval(obj)?.get_attr(name)?,
+            },
             Expr::Item(obj, key) => {
                 let obj = self.eval(obj)?;
                 let key = self.eval(key)?;
@@ -332,6 +407,17 @@ impl<'a> Vm<'a> {
                 } else {
                     self.eval(r)?
                 }
+            }
+            // `x == "literal"`, the most common comparison, without building the literal.
+            Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {
+                let Expr::Str(lit) = &**r else { return Err(Bail) };
+                let equal = match self.eval(l)? {
+                    Value::Str(s) => s == &**lit,
+                    Value::String(s) => *s == **lit,
+                    Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
+                    _ => false,
+                };
+                Value::Bool(equal == (*op == BinOp::Eq))
             }
             Expr::Bin(op, l, r) => {
                 let l = self.eval(l)?;
@@ -530,6 +616,49 @@ impl<'a> Vm<'a> {
         (self.frame, self.floor) = saved;
         self.depth -= 1;
         Ok(())
+    }
+}
+
+/// What a loop visits: an item, or a (key, value) pair of `items`.
+enum LoopItems<'a> {
+    Arr(std::slice::Iter<'a, serde_json::Value>, bool),
+    Vals(std::vec::IntoIter<Value<'a>>),
+    Shared(Rc<Vec<Value<'a>>>, usize),
+    Obj(serde_json::map::Iter<'a>, bool),
+    Dict(Rc<Vec<(Value<'a>, Value<'a>)>>, usize),
+}
+
+impl<'a> LoopItems<'a> {
+    fn pairs(map: Value<'a>) -> R<LoopItems<'a>> {
+        match map {
+            Value::Obj(o, hide) => Ok(LoopItems::Obj(o.iter(), hide)),
+            Value::Dict(d) => Ok(LoopItems::Dict(d, 0)),
+            _ => Err(Bail),
+        }
+    }
+
+    fn next(&mut self) -> R<Option<(Value<'a>, Option<Value<'a>>)>> {
+        Ok(match self {
+            LoopItems::Arr(it, msg) => match it.next() {
+                Some(j) => Some((from_json(j, *msg)?, None)),
+                None => None,
+            },
+            LoopItems::Vals(it) => it.next().map(|v| (v, None)),
+            LoopItems::Shared(l, i) => {
+                let item = l.get(*i).cloned();
+                *i += 1;
+                item.map(|v| (v, None))
+            }
+            LoopItems::Obj(it, hide) => match it.find(|(_, v)| !(*hide && v.is_null())) {
+                Some((k, v)) => Some((Value::Str(k), Some(from_json(v, false)?))),
+                None => None,
+            },
+            LoopItems::Dict(d, i) => {
+                let pair = d.get(*i).cloned();
+                *i += 1;
+                pair.map(|(k, v)| (k, Some(v)))
+            }
+        })
     }
 }
 

@@ -149,7 +149,12 @@ impl Parser<'_> {
                     e = Expr::Slice(Box::new([start, stop, step]), Box::new(e));
                 } else {
                     self.expect_op("]")?;
-                    e = Expr::Item(Box::new(e), Box::new(start?));
+                    // `x["name"]` and `x.name` look up the same way in every case the fast
+                    // renderer supports (maps; anything else gives up either way).
+                    e = match start? {
+                        Expr::Str(name) => Expr::Attr(Box::new(e), name),
+                        key => Expr::Item(Box::new(e), Box::new(key)),
+                    };
                 }
             } else if self.is_op("(") {
                 let args = self.args()?;

@@ -25,6 +25,8 @@ mod lexer;
 mod parser;
 mod value;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::Value as Json;
 
 use crate::{ChatRequest, Limits};
@@ -40,50 +42,62 @@ pub(crate) struct Program {
     macros: Vec<Macro>,
     /// The macro each name denotes, if any.
     macro_of_sym: Vec<Option<usize>>,
+    /// The names, sorted, for finding the request's variables.
+    by_name: Vec<(Box<str>, Sym)>,
+    /// The names of built-in functions (defined even when not called: `strftime_now is defined`).
+    is_func: Vec<bool>,
+    /// `messages`, `tools`, `documents`, `add_generation_prompt`, where the template reads them.
+    fixed: [Option<Sym>; 4],
+    /// The size of the last output, to allocate the next one at once.
+    size_hint: AtomicUsize,
 }
 
 /// Compiles the template source minijinja compiles (after the crate's rewrites); `None` when it
 /// uses something the fast renderer does not support.
 pub(crate) fn compile(source: &str) -> Option<Program> {
-    parser::parse(lexer::lex(source)?)
+    let mut prog = parser::parse(lexer::lex(source)?)?;
+    prog.by_name = prog.syms.iter().enumerate().map(|(i, s)| (s.clone(), i as Sym)).collect();
+    prog.by_name.sort_unstable();
+    prog.is_func = prog.syms.iter().map(|s| Func::from_name(s).is_some()).collect();
+    prog.fixed = ["messages", "tools", "documents", "add_generation_prompt"].map(|n| prog.sym(n));
+    Some(prog)
 }
 
 impl Program {
     /// Renders like minijinja would, or `None` to have minijinja do it. `messages` are the
     /// request's (or their prepared copies); their `null` keys are invisible, as in minijinja.
     pub(crate) fn render(&self, req: &ChatRequest, messages: &[Json], limits: &Limits) -> Option<String> {
-        let mut globals: Vec<Value> = self
-            .syms
-            .iter()
-            .map(|s| if Func::from_name(s).is_some() { Value::Func } else { Value::Undefined })
-            .collect();
+        let mut globals: Vec<Value> =
+            self.is_func.iter().map(|&f| if f { Value::Func } else { Value::Undefined }).collect();
         // Special tokens, then kwargs over them, then the fixed arguments (see `crate::context`).
         for (k, v) in req.special_tokens.iter().chain(req.kwargs.iter()) {
-            if let Some(s) = self.sym(k) {
-                if Func::from_name(k).is_some() {
+            if let Ok(i) = self.by_name.binary_search_by(|(n, _)| (**n).cmp(k.as_str())) {
+                let s = self.by_name[i].1 as usize;
+                if self.is_func[s] {
                     // A variable shadowing a built-in function: minijinja's business.
                     return None;
                 }
-                globals[s as usize] = from_json(v, false).ok()?;
+                globals[s] = from_json(v, false).ok()?;
             }
         }
-        if let Some(s) = self.sym("messages") {
-            globals[s as usize] = Value::Arr(messages, true);
-        }
-        if let Some(s) = self.sym("tools") {
-            globals[s as usize] = req.tools.as_deref().map_or(Value::None, |t| Value::Arr(t, false));
-        }
-        if let Some(s) = self.sym("documents") {
-            globals[s as usize] = req.documents.as_deref().map_or(Value::None, |d| Value::Arr(d, false));
-        }
-        if let Some(s) = self.sym("add_generation_prompt") {
-            globals[s as usize] = Value::Bool(req.add_generation_prompt);
+        let [msgs, tools, docs, agp] = self.fixed;
+        let fixed = [
+            (msgs, Value::Arr(messages, true)),
+            (tools, req.tools.as_deref().map_or(Value::None, |t| Value::Arr(t, false))),
+            (docs, req.documents.as_deref().map_or(Value::None, |d| Value::Arr(d, false))),
+            (agp, Value::Bool(req.add_generation_prompt)),
+        ];
+        for (s, v) in fixed {
+            if let Some(s) = s {
+                globals[s as usize] = v;
+            }
         }
         let mut vm = eval::Vm::new(self, globals, limits.fuel, limits.recursion, limits.max_output_bytes);
         vm.now = req.now;
-        let mut out = String::with_capacity(256 + messages.len() * 128);
+        let mut out = String::with_capacity(self.size_hint.load(Ordering::Relaxed).clamp(256, 1 << 20));
         vm.exec(&self.body, &mut out).ok()?;
         vm.spend_bytes(out.len()).ok()?;
+        self.size_hint.store(out.len() + out.len() / 8, Ordering::Relaxed);
         (out.len() <= limits.max_output_bytes).then_some(out)
     }
 

@@ -68,7 +68,16 @@ pub(super) fn parse(toks: Vec<Tok<'_>>) -> Option<Program> {
     {
         return None;
     }
-    Some(Program { body, syms: p.syms, macros: p.macros, macro_of_sym })
+    Some(Program {
+        body,
+        syms: p.syms,
+        macros: p.macros,
+        macro_of_sym,
+        by_name: Vec::new(),
+        is_func: Vec::new(),
+        fixed: [None; 4],
+        size_hint: Default::default(),
+    })
 }
 
 impl<'s> Parser<'s> {

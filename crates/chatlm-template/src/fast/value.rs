@@ -72,7 +72,10 @@ pub(super) fn from_json(j: &Json, msg: bool) -> R<Value<'_>> {
 const SCAN: usize = 16;
 
 fn obj_get<'a>(o: &'a Map<String, Json>, hide_null: bool, key: &str) -> Option<&'a Json> {
-    let v = if o.len() <= SCAN { o.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v) } else { o.get(key) };
+    // Length and first byte rule out most keys before a full comparison.
+    let first = key.as_bytes().first();
+    let same = |k: &str| k.len() == key.len() && k.as_bytes().first() == first && k == key;
+    let v = if o.len() <= SCAN { o.iter().find(|(k, _)| same(k)).map(|(_, v)| v) } else { o.get(key) };
     v.filter(|v| !(hide_null && v.is_null()))
 }
 
@@ -186,6 +189,26 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// Calls `f` on each item of a sequence, in order, without collecting them.
+    pub(super) fn for_each_item(&self, mut f: impl FnMut(&Value<'a>) -> R<()>) -> R<()> {
+        match self {
+            Value::Arr(a, msg) => a.iter().try_for_each(|j| f(&from_json(j, *msg)?)),
+            Value::List(l) | Value::Tuple(l) => l.iter().try_for_each(f),
+            _ => Err(Bail),
+        }
+    }
+
+    /// Calls `f` on each (key, value) of a map, in order, without collecting them.
+    pub(super) fn for_each_pair(&self, mut f: impl FnMut(&str, &Value<'a>) -> R<()>) -> R<()> {
+        match self {
+            Value::Obj(o, hide) => {
+                o.iter().filter(|(_, v)| !(*hide && v.is_null())).try_for_each(|(k, v)| f(k, &from_json(v, false)?))
+            }
+            Value::Dict(d) => d.iter().try_for_each(|(k, v)| f(k.as_str().or_bail()?, v)),
+            _ => Err(Bail),
+        }
+    }
+
     /// minijinja's `==` for the value kinds that occur; unusual mixes bail.
     pub(super) fn equals(&self, other: &Value<'a>) -> R<bool> {
         use Value::*;
@@ -252,24 +275,26 @@ impl<'a> Value<'a> {
             Value::Str(_) | Value::String(_) => repr_str(self.as_str().unwrap_or_default(), out),
             Value::Arr(..) | Value::List(_) | Value::Tuple(_) => {
                 out.push('[');
-                for (i, item) in self.items()?.iter().enumerate() {
-                    if i > 0 {
+                let mut first = true;
+                self.for_each_item(|item| {
+                    if !std::mem::take(&mut first) {
                         out.push_str(", ");
                     }
-                    item.repr(out)?;
-                }
+                    item.repr(out)
+                })?;
                 out.push(']');
             }
             Value::Obj(..) | Value::Dict(_) => {
                 out.push('{');
-                for (i, (k, v)) in self.pairs()?.iter().enumerate() {
-                    if i > 0 {
+                let mut first = true;
+                self.for_each_pair(|k, v| {
+                    if !std::mem::take(&mut first) {
                         out.push_str(", ");
                     }
-                    k.repr(out)?;
+                    repr_str(k, out);
                     out.push_str(": ");
-                    v.repr(out)?;
-                }
+                    v.repr(out)
+                })?;
                 out.push('}');
             }
             Value::Ns(_) | Value::Func => return Err(Bail),
@@ -308,34 +333,48 @@ impl JsonDump<'_> {
             Value::Float(f) => out.push_str(&py_float(*f, true)),
             Value::Str(_) | Value::String(_) => json_str(v.as_str().unwrap_or_default(), self.ensure_ascii, out),
             Value::Arr(..) | Value::List(_) | Value::Tuple(_) => {
-                let items = v.items()?;
-                if items.is_empty() {
-                    out.push_str("[]");
-                    return Ok(());
-                }
                 out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
+                let mut first = true;
+                v.for_each_item(|item| {
+                    if !std::mem::take(&mut first) {
                         out.push_str(self.item_sep);
                     }
                     self.newline(level + 1, out);
-                    self.write(item, level + 1, out)?;
+                    self.write(item, level + 1, out)
+                })?;
+                if !first {
+                    self.newline(level, out);
                 }
-                self.newline(level, out);
                 out.push(']');
             }
+            Value::Obj(..) | Value::Dict(_) if !self.sort_keys => {
+                out.push('{');
+                let mut first = true;
+                v.for_each_pair(|k, item| {
+                    if !std::mem::take(&mut first) {
+                        out.push_str(self.item_sep);
+                    }
+                    self.newline(level + 1, out);
+                    json_str(k, self.ensure_ascii, out);
+                    out.push_str(self.key_sep);
+                    self.write(item, level + 1, out)
+                })?;
+                if !first {
+                    self.newline(level, out);
+                }
+                out.push('}');
+            }
             Value::Obj(..) | Value::Dict(_) => {
+                // sort_keys: keys are strings (see `for_each_pair`), ordered like minijinja's.
                 let mut pairs = v.pairs()?;
                 if pairs.is_empty() {
                     out.push_str("{}");
                     return Ok(());
                 }
-                if self.sort_keys {
-                    if pairs.iter().any(|(k, _)| k.as_str().is_none()) {
-                        return Err(Bail);
-                    }
-                    pairs.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
+                if pairs.iter().any(|(k, _)| k.as_str().is_none()) {
+                    return Err(Bail);
                 }
+                pairs.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
                 out.push('{');
                 for (i, (k, item)) in pairs.iter().enumerate() {
                     if i > 0 {
