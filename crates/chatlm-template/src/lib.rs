@@ -96,6 +96,9 @@ impl Rendered {
 
 const TEMPLATE_NAME: &str = "chat_template";
 
+/// The field names `continue_final_message` usually looks for in the template's text.
+const MENTION_NAMES: [&str; 4] = ["content", "reasoning_content", "thinking", "reasoning"];
+
 /// A compiled chat template.
 ///
 /// Compile once, render many times; it is `Send + Sync` and renders concurrently.
@@ -108,6 +111,9 @@ pub struct ChatTemplate {
     source: String,
     has_generation: bool,
     limits: Limits,
+    /// Whether the source contains `content` and each reasoning field name, found once here
+    /// rather than on every `continue_final_message` render.
+    mentioned: [bool; 4],
     /// The template for the fast renderer, when it supports everything the template uses (see
     /// [`fast`]); minijinja renders otherwise, and whenever the fast path gives up.
     fast: Option<fast::Program>,
@@ -160,7 +166,8 @@ impl ChatTemplate {
             .into_iter()
             .collect();
         variables.sort_unstable();
-        Ok(ChatTemplate { env, variables, source, has_generation, limits, fast })
+        let mentioned = MENTION_NAMES.map(|n| source.contains(n));
+        Ok(ChatTemplate { env, variables, source, has_generation, limits, mentioned, fast })
     }
 
     /// Reads and compiles a template file (a `.jinja` file as saved by transformers, or any text
@@ -207,7 +214,7 @@ impl ChatTemplate {
     /// [`Renderer::Fast`] when the fast path is unavailable or gives up.
     #[doc(hidden)]
     pub fn render_with(&self, req: &ChatRequest, renderer: Renderer) -> Result<Option<Rendered>, TemplateError> {
-        let prepared = request::prepare(req, &self.source)?;
+        let prepared = request::prepare(req, &|name| self.mentions(name))?;
         if self.has_generation && request::request_has_marker(req) {
             return Err(TemplateError::InvalidRequest(
                 "the request contains U+FDD0/U+FDD1, reserved for {% generation %} tracking".into(),
@@ -219,17 +226,16 @@ impl ChatTemplate {
             }
             _ => None,
         };
-        let raw = match fast {
-            Some(raw) => raw,
+        let (text, mut spans) = match fast {
+            Some(rendered) => rendered,
             None if renderer == Renderer::Fast => return Ok(None),
             None => {
                 let ctx = context(req, prepared.messages, &self.variables);
                 let _clock = env::ClockGuard::set(req.now);
-                self.render_raw(ctx)?
+                let raw = self.render_raw(ctx)?;
+                if self.has_generation { generation::extract_spans(&raw) } else { (raw, Vec::new()) }
             }
         };
-        let (text, mut spans) =
-            if self.has_generation { generation::extract_spans(&raw) } else { (raw, Vec::new()) };
         let text = match &prepared.continued {
             None => text,
             Some(continued) => {
@@ -244,6 +250,14 @@ impl ChatTemplate {
             }
         };
         Ok(Some(Rendered { text, generation_spans: spans }))
+    }
+
+    /// Whether the template's text contains `name`.
+    fn mentions(&self, name: &str) -> bool {
+        match MENTION_NAMES.iter().position(|n| *n == name) {
+            Some(i) => self.mentioned[i],
+            None => self.source.contains(name),
+        }
     }
 
     fn render_raw(&self, ctx: Value) -> Result<String, TemplateError> {

@@ -88,7 +88,14 @@ fn py_printable(c: char) -> bool {
 pub(crate) fn repr_str(s: &str, out: &mut String) {
     let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     out.push(quote);
-    for c in s.chars() {
+    // Runs of plain printable ASCII are copied whole; everything else goes through the checks.
+    let mut run = 0;
+    for (i, c) in s.char_indices() {
+        if (' '..='~').contains(&c) && c != '\\' && c != quote {
+            continue;
+        }
+        out.push_str(&s[run..i]);
+        run = i + c.len_utf8();
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
@@ -111,6 +118,7 @@ pub(crate) fn repr_str(s: &str, out: &mut String) {
             }
         }
     }
+    out.push_str(&s[run..]);
     out.push(quote);
 }
 

@@ -102,9 +102,9 @@ fn py_rstrip(s: &str) -> &str {
     s.trim_end_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
-/// Applies `apply_chat_template`'s checks and rewrites, in its order. `template_source` is the
-/// selected template's text (the continued field must appear in it).
-pub(crate) fn prepare(req: &ChatRequest, template_source: &str) -> Result<Prepared, TemplateError> {
+/// Applies `apply_chat_template`'s checks and rewrites, in its order. `mentions` says whether the
+/// selected template's text contains a name (the continued field must appear in it).
+pub(crate) fn prepare(req: &ChatRequest, mentions: &dyn Fn(&str) -> bool) -> Result<Prepared, TemplateError> {
     if req.messages.is_empty() {
         return Err(invalid("Cannot apply chat template to an empty conversation. Provide at least one message."));
     }
@@ -141,24 +141,35 @@ pub(crate) fn prepare(req: &ChatRequest, template_source: &str) -> Result<Prepar
     if !needs_rewrite {
         return Ok(Prepared { messages: None, continued: None });
     }
-    // Copies without `null` keys, reasoning aliased, ready for the continue tag.
+    // Copies without `null` keys, reasoning aliased, ready for the continue tag. Cloning a map
+    // copies its index as it is; collecting the entries again would hash every key.
     let mut messages: Vec<Map<String, Json>> = req
         .messages
         .iter()
         .filter_map(Json::as_object)
-        .map(|obj| obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .map(|obj| {
+            let mut copy = obj.clone();
+            if copy.values().any(Json::is_null) {
+                copy.retain(|_, v| !v.is_null());
+            }
+            copy
+        })
         .map(alias_reasoning)
         .collect();
     let continued = match &req.continue_final_message {
         ContinueFinal::No => None,
-        ContinueFinal::Content => Some(mark_final(&mut messages, "content", template_source)?),
-        ContinueFinal::Field(f) => Some(mark_final(&mut messages, f, template_source)?),
+        ContinueFinal::Content => Some(mark_final(&mut messages, "content", mentions)?),
+        ContinueFinal::Field(f) => Some(mark_final(&mut messages, f, mentions)?),
     };
     Ok(Prepared { messages: Some(messages.into_iter().map(Json::Object).collect()), continued })
 }
 
 /// transformers' `_alias_reasoning_fields`: `{"thinking": r, **message, "reasoning_content": r}`.
 fn alias_reasoning(message: Map<String, Json>) -> Map<String, Json> {
+    // Most messages have no reasoning field: one scan of the keys says so without hashing.
+    if !message.keys().any(|k| REASONING_FIELDS.contains(&k.as_str())) {
+        return message;
+    }
     let Some(reasoning) = REASONING_FIELDS.iter().find_map(|k| message.get(*k).filter(|v| !v.is_null()).cloned())
     else {
         return message;
@@ -173,7 +184,7 @@ fn alias_reasoning(message: Map<String, Json>) -> Map<String, Json> {
 }
 
 /// Appends the continue tag to the final message's field; returns the continued text.
-fn mark_final(messages: &mut [Map<String, Json>], field: &str, template_source: &str) -> Result<String, TemplateError> {
+fn mark_final(messages: &mut [Map<String, Json>], field: &str, mentions: &dyn Fn(&str) -> bool) -> Result<String, TemplateError> {
     let Some(last) = messages.last_mut() else {
         return Err(invalid("continue_final_message is set but the conversation is empty!"));
     };
@@ -187,7 +198,7 @@ fn mark_final(messages: &mut [Map<String, Json>], field: &str, template_source: 
     } else {
         vec![field.to_string()]
     };
-    if !continue_fields.iter().any(|f| template_source.contains(f.as_str())) {
+    if !continue_fields.iter().any(|f| mentions(f)) {
         return Err(invalid(format!(
             "continue_final_message is set to \"{field}\" but this is not an accepted field in the chat_template"
         )));

@@ -11,7 +11,6 @@ use super::ast::*;
 use super::value::{from_json, Bail, OrBail, Value, R};
 use super::Program;
 use crate::clock::DateTime;
-use crate::generation::{GEN_END, GEN_START};
 
 /// Fuel prices, in minijinja's units (64 per instruction, 1 per byte, 32 per visited item): one
 /// node here is at most a few instructions there, every byte and item is priced far higher.
@@ -33,6 +32,10 @@ pub(super) struct Vm<'a> {
     /// (index, length) of the enclosing loops, innermost last.
     loops: Vec<(usize, usize)>,
     macro_defined: Vec<bool>,
+    /// Byte ranges of the output written inside `{% generation %}` bodies, as they close.
+    pub spans: Vec<std::ops::Range<usize>>,
+    /// Nesting of captures (set blocks, macro bodies), whose text may never reach the output.
+    capturing: usize,
     fuel: i64,
     depth: usize,
     max_depth: usize,
@@ -56,6 +59,8 @@ impl<'a> Vm<'a> {
             floor: 0,
             loops: Vec::new(),
             macro_defined: vec![false; prog.macros.len()],
+            spans: Vec::new(),
+            capturing: 0,
             fuel: i64::try_from(fuel.saturating_mul(64)).unwrap_or(i64::MAX),
             depth: 0,
             max_depth: recursion.min(MAX_MACRO_DEPTH),
@@ -155,15 +160,22 @@ impl<'a> Vm<'a> {
                 }
                 Stmt::SetBlock(s, body) => {
                     let mut buf = String::new();
+                    self.capturing += 1;
                     self.exec(body, &mut buf)?;
+                    self.capturing -= 1;
                     self.spend_bytes(buf.len())?;
                     self.set(*s, Value::String(buf.into()));
                 }
                 Stmt::Macro(i) => self.macro_defined[*i] = true,
+                // The span is recorded directly (minijinja's path marks the text and finds the
+                // marks afterwards); inside a capture, where the text goes is minijinja's business.
                 Stmt::Generation(body) => {
-                    out.push(GEN_START);
+                    if self.capturing > 0 {
+                        return Err(Bail);
+                    }
+                    let start = out.len();
                     self.exec(body, out)?;
-                    out.push(GEN_END);
+                    self.spans.push(start..out.len());
                 }
             }
         }
@@ -412,8 +424,8 @@ impl<'a> Vm<'a> {
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {
                 let Expr::Str(lit) = &**r else { return Err(Bail) };
                 let equal = match self.eval(l)? {
-                    Value::Str(s) => s == &**lit,
-                    Value::String(s) => *s == **lit,
+                    Value::Str(s) => super::value::key_eq(s, lit),
+                    Value::String(s) => super::value::key_eq(&s, lit),
                     Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
                     _ => false,
                 };
@@ -597,6 +609,7 @@ impl<'a> Vm<'a> {
             vals[i] = Some(self.eval(a)?);
         }
         self.depth += 1;
+        self.capturing += 1;
         if self.depth > self.max_depth {
             return Err(Bail);
         }
@@ -615,6 +628,7 @@ impl<'a> Vm<'a> {
         self.locals.truncate(base);
         (self.frame, self.floor) = saved;
         self.depth -= 1;
+        self.capturing -= 1;
         Ok(())
     }
 }

@@ -25,6 +25,7 @@ mod lexer;
 mod parser;
 mod value;
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value as Json;
@@ -42,7 +43,7 @@ pub(crate) struct Program {
     macros: Vec<Macro>,
     /// The macro each name denotes, if any.
     macro_of_sym: Vec<Option<usize>>,
-    /// The names, sorted, for finding the request's variables.
+    /// The names, sorted by length then text, for finding the request's variables.
     by_name: Vec<(Box<str>, Sym)>,
     /// The names of built-in functions (defined even when not called: `strftime_now is defined`).
     is_func: Vec<bool>,
@@ -55,23 +56,35 @@ pub(crate) struct Program {
 /// Compiles the template source minijinja compiles (after the crate's rewrites); `None` when it
 /// uses something the fast renderer does not support.
 pub(crate) fn compile(source: &str) -> Option<Program> {
+    // Generation spans are recorded as bodies close; text that already holds the markers the
+    // reference path looks for is left to it.
+    if source.contains([crate::generation::GEN_START, crate::generation::GEN_END]) {
+        return None;
+    }
     let mut prog = parser::parse(lexer::lex(source)?)?;
     prog.by_name = prog.syms.iter().enumerate().map(|(i, s)| (s.clone(), i as Sym)).collect();
-    prog.by_name.sort_unstable();
+    prog.by_name.sort_unstable_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0)));
     prog.is_func = prog.syms.iter().map(|s| Func::from_name(s).is_some()).collect();
     prog.fixed = ["messages", "tools", "documents", "add_generation_prompt"].map(|n| prog.sym(n));
     Some(prog)
 }
 
 impl Program {
-    /// Renders like minijinja would, or `None` to have minijinja do it. `messages` are the
-    /// request's (or their prepared copies); their `null` keys are invisible, as in minijinja.
-    pub(crate) fn render(&self, req: &ChatRequest, messages: &[Json], limits: &Limits) -> Option<String> {
+    /// Renders like minijinja would, or `None` to have minijinja do it: the text and the byte
+    /// spans of `{% generation %}` bodies in the order they closed. `messages` are the request's
+    /// (or their prepared copies); their `null` keys are invisible, as in minijinja.
+    pub(crate) fn render(
+        &self,
+        req: &ChatRequest,
+        messages: &[Json],
+        limits: &Limits,
+    ) -> Option<(String, Vec<Range<usize>>)> {
         let mut globals: Vec<Value> =
             self.is_func.iter().map(|&f| if f { Value::Func } else { Value::Undefined }).collect();
         // Special tokens, then kwargs over them, then the fixed arguments (see `crate::context`).
         for (k, v) in req.special_tokens.iter().chain(req.kwargs.iter()) {
-            if let Ok(i) = self.by_name.binary_search_by(|(n, _)| (**n).cmp(k.as_str())) {
+            // Ordered by length first: most probes are decided without comparing text.
+            if let Ok(i) = self.by_name.binary_search_by(|(n, _)| (n.len(), &**n).cmp(&(k.len(), k.as_str()))) {
                 let s = self.by_name[i].1 as usize;
                 if self.is_func[s] {
                     // A variable shadowing a built-in function: minijinja's business.
@@ -98,7 +111,7 @@ impl Program {
         vm.exec(&self.body, &mut out).ok()?;
         vm.spend_bytes(out.len()).ok()?;
         self.size_hint.store(out.len() + out.len() / 8, Ordering::Relaxed);
-        (out.len() <= limits.max_output_bytes).then_some(out)
+        (out.len() <= limits.max_output_bytes).then_some((out, vm.spans))
     }
 
     fn sym(&self, name: &str) -> Option<Sym> {
@@ -114,7 +127,7 @@ mod tests {
     fn render(src: &str, messages: Json) -> Option<String> {
         let prog = compile(src).expect("compiles");
         let req = ChatRequest::new(messages.as_array().unwrap().clone());
-        prog.render(&req, &req.messages, &Limits::default())
+        prog.render(&req, &req.messages, &Limits::default()).map(|r| r.0)
     }
 
     #[test]

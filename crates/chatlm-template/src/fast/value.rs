@@ -71,11 +71,29 @@ pub(super) fn from_json(j: &Json, msg: bool) -> R<Value<'_>> {
 /// Objects up to this size are searched by a scan, which beats hashing the key.
 const SCAN: usize = 16;
 
+/// String equality for short keys without a `memcmp` call: up to 16 bytes compare as two
+/// (overlapping) 8-byte words.
+#[inline]
+pub(super) fn key_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        let end = (at + 8).min(s.len());
+        w[..end - at].copy_from_slice(&s[at..end]);
+        u64::from_le_bytes(w)
+    };
+    match a.len() {
+        0..=8 => word(a, 0) == word(b, 0),
+        9..=16 => word(a, 0) == word(b, 0) && word(a, a.len() - 8) == word(b, b.len() - 8),
+        _ => a == b,
+    }
+}
+
 fn obj_get<'a>(o: &'a Map<String, Json>, hide_null: bool, key: &str) -> Option<&'a Json> {
-    // Length and first byte rule out most keys before a full comparison.
-    let first = key.as_bytes().first();
-    let same = |k: &str| k.len() == key.len() && k.as_bytes().first() == first && k == key;
-    let v = if o.len() <= SCAN { o.iter().find(|(k, _)| same(k)).map(|(_, v)| v) } else { o.get(key) };
+    let v = if o.len() <= SCAN { o.iter().find(|(k, _)| key_eq(k, key)).map(|(_, v)| v) } else { o.get(key) };
     v.filter(|v| !(hide_null && v.is_null()))
 }
 
