@@ -5,9 +5,10 @@
 //! products block by block; f16/f32 weights multiply f32 activations. The instruction set is
 //! chosen at run time ([`Isa::detect`]); the scalar code is the reference the SIMD paths are
 //! tested against and runs only on CPUs without AVX2. Where the CPU also has AVX-512 (F, BW,
-//! VNNI) the prefill and decode products of Q4_0/Q4_1/Q8_0 and the dense prefill GEMM take
-//! 512-bit kernels (`avx512`), detected at run time too. Work is split across a persistent
-//! pool of threads by weight rows.
+//! VNNI) the products take 512-bit kernels, detected at run time too: prompts multiply
+//! packed panels of weight rows (`qpanel` for Q4_0/Q4_1/Q8_0, `gemm` for f16/f32), decode
+//! steps four rows at a time (`avx512`). Work is split across a persistent pool of threads
+//! by weight rows.
 //!
 //! [`MatMulKernels`] is the one interface the model calls, so another backend (a GPU) can
 //! implement it for its own weight storage.
@@ -19,6 +20,7 @@ mod dense;
 mod formats;
 pub(crate) mod gemm;
 mod pool;
+mod qpanel;
 mod scalar;
 
 use std::cell::RefCell;
@@ -503,12 +505,19 @@ impl MatMulKernels for CpuKernels {
         #[cfg(not(target_arch = "x86_64"))]
         let dense = false;
         let panels = dense && gemm::TileIsa::detect() == gemm::TileIsa::Avx512;
+        // Prompts take the packed VNNI panels; the repacking needs a few rows to pay off.
+        #[cfg(target_arch = "x86_64")]
+        let qpanels = self.wide && qpanel::supports(w.format) && m >= 8;
+        #[cfg(not(target_arch = "x86_64"))]
+        let qpanels = false;
         let run = |acts: &Acts| {
             // Chunks of rows claimed dynamically: ~8 per thread balances a busy machine
             // without making the counter hot; multiples of 4 keep the row tiles whole.
             // A packed panel is ~100 µs of work at prefill sizes: one at a time.
             let chunk = if panels {
                 gemm::NR
+            } else if qpanels {
+                ROW_TILE // one VNNI panel
             } else {
                 (w.rows / (8 * pool.threads())).next_multiple_of(4).max(ROW_TILE)
             };
@@ -522,6 +531,8 @@ impl MatMulKernels for CpuKernels {
                 match acts {
                     #[cfg(target_arch = "x86_64")]
                     Acts::F32(x) if panels => self.part_panels(w, x, m, rows, out),
+                    #[cfg(target_arch = "x86_64")]
+                    Acts::Q8(x) if qpanels => self.part_qpanels(w, x, m, rows, out),
                     #[cfg(target_arch = "x86_64")]
                     Acts::F32(x) if dense => self.part_dense(w, x, m, rows, out),
                     _ => self.part(w, acts, m, rows, out),
