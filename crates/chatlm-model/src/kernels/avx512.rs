@@ -215,3 +215,41 @@ unsafe fn transpose16(r: &mut [__m512; 16]) {
         r[8 + j] = _mm512_shuffle_f32x4::<0xDD>(t[j], t[8 + j]);
     }
 }
+
+/// Four dense rows (f16 bytes when `HALF`, else f32) against one f32 activation row (decode),
+/// 32 columns per step: four independent weight streams keep more loads in flight than one
+/// row at a time, and each activation vector is loaded once for the four rows.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn dense_rows4<const HALF: bool>(w: &[&[u8]; 4], x: &[f32], out: &mut [f32; 4]) {
+    let size = if HALF { 2 } else { 4 };
+    let cols = x.len();
+    assert!(w.iter().all(|r| r.len() >= cols * size));
+    let load = |p: *const u8, k: usize| {
+        if HALF {
+            _mm512_cvtph_ps(_mm256_loadu_si256(p.add(2 * k) as *const __m256i))
+        } else {
+            _mm512_loadu_ps(p.add(4 * k) as *const f32)
+        }
+    };
+    let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+    let mut k = 0;
+    while k + 32 <= cols {
+        let (x0, x1) = (_mm512_loadu_ps(x.as_ptr().add(k)), _mm512_loadu_ps(x.as_ptr().add(k + 16)));
+        for r in 0..4 {
+            let p = w[r].as_ptr();
+            _mm_prefetch::<_MM_HINT_T0>(p.add(size * k + 512) as *const i8);
+            acc[r][0] = _mm512_fmadd_ps(load(p, k), x0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(load(p, k + 16), x1, acc[r][1]);
+        }
+        k += 32;
+    }
+    for r in 0..4 {
+        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+        for j in k..cols {
+            let p = w[r].as_ptr();
+            let wj = if HALF { super::avx2::f16(p.add(2 * j)) } else { (p.add(4 * j) as *const f32).read_unaligned() };
+            sum += wj * x[j];
+        }
+        out[r] = sum;
+    }
+}

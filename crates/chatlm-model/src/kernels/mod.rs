@@ -292,6 +292,17 @@ impl CpuKernels {
     fn dot_rows4(&self, format: BlockFormat, w: &[&[u8]; 4], x: ActRow) -> Option<[f32; 4]> {
         let mut out = [0.0f32; 4];
         #[cfg(target_arch = "x86_64")]
+        if let (true, ActRow::F32(x), BlockFormat::F16 | BlockFormat::F32) = (self.wide, x, format) {
+            // SAFETY: `wide` implies AVX-512F; the rows are whole, `x` as long as a row.
+            unsafe {
+                match format {
+                    BlockFormat::F16 => avx512::dense_rows4::<true>(w, x, &mut out),
+                    _ => avx512::dense_rows4::<false>(w, x, &mut out),
+                }
+            }
+            return Some(out);
+        }
+        #[cfg(target_arch = "x86_64")]
         if let (true, ActRow::Q8(x)) = (self.wide, x) {
             // SAFETY: `wide` says the CPU has the features; the rows are whole.
             unsafe {
