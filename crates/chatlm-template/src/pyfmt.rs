@@ -305,9 +305,33 @@ impl JsonWriter<'_> {
 pub(crate) fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
     out.push('"');
     // Runs of characters that need no escape are copied whole (the common case is all of them).
+    // Without `ensure_ascii` only ASCII bytes are ever escaped, so bytes can be tested directly.
+    if !ensure_ascii {
+        let mut run = 0;
+        for (i, &b) in s.as_bytes().iter().enumerate() {
+            if b >= b' ' && b != b'"' && b != b'\\' {
+                continue;
+            }
+            out.push_str(&s[run..i]);
+            run = i + 1;
+            match b {
+                b'"' => out.push_str("\\\""),
+                b'\\' => out.push_str("\\\\"),
+                b'\n' => out.push_str("\\n"),
+                b'\r' => out.push_str("\\r"),
+                b'\t' => out.push_str("\\t"),
+                0x08 => out.push_str("\\b"),
+                0x0c => out.push_str("\\f"),
+                b => out.push_str(&format!("\\u{b:04x}")),
+            }
+        }
+        out.push_str(&s[run..]);
+        out.push('"');
+        return;
+    }
     let mut run = 0;
     for (i, c) in s.char_indices() {
-        let plain = c >= ' ' && c != '"' && c != '\\' && !(ensure_ascii && (c as u32) > 0x7f);
+        let plain = c >= ' ' && c != '"' && c != '\\' && (c as u32) <= 0x7f;
         if plain {
             continue;
         }

@@ -21,7 +21,14 @@ fn substr<'a>(whole: &Value<'a>, sub: &str) -> Value<'a> {
 
 impl<'a> Vm<'a> {
     fn args(&mut self, args: &'a Args) -> R<Vec<Value<'a>>> {
-        args.pos.iter().map(|a| self.eval(a)).collect()
+        let mut vals = Vec::new();
+        if !args.pos.is_empty() {
+            vals.reserve_exact(args.pos.len());
+            for a in &args.pos {
+                vals.push(self.eval(a)?);
+            }
+        }
+        Ok(vals)
     }
 
     fn no_kwargs(args: &Args) -> R<()> {
@@ -354,6 +361,13 @@ impl<'a> Vm<'a> {
 
     /// The crate's `tojson(ensure_ascii, indent, separators, sort_keys)` (Python's `json.dumps`).
     fn tojson(&mut self, v: &Value<'a>, args: &'a Args) -> R<Value<'a>> {
+        let mut out = String::new();
+        self.tojson_into(v, args, &mut out)?;
+        Ok(Value::String(out.into()))
+    }
+
+    /// `tojson`, appended to `out` (charged for what it writes).
+    pub(super) fn tojson_into(&mut self, v: &Value<'a>, args: &'a Args, out: &mut String) -> R<()> {
         let mut slots: [Option<Value<'a>>; 4] = Default::default();
         if args.pos.len() > 4 {
             return Err(Bail);
@@ -388,9 +402,9 @@ impl<'a> Vm<'a> {
             None => (", ", ": "),
         };
         let w = JsonDump { ensure_ascii: flag(ensure_ascii)?, indent, item_sep, key_sep, sort_keys: flag(sort_keys)? };
-        let mut out = String::new();
-        w.write(v, 0, &mut out)?;
-        self.new_string(out)
+        let start = out.len();
+        w.write(v, 0, out)?;
+        self.spend_bytes(out.len() - start)
     }
 
     /// The crate's `indent(width=4, first=False, blank=False)`.

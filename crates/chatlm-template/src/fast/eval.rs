@@ -21,6 +21,9 @@ pub(super) const ITEM: i64 = 64;
 /// Macro nesting the fast path allows (the native stack grows with it); deeper goes to minijinja.
 const MAX_MACRO_DEPTH: usize = 48;
 
+/// Loop nesting the fast path allows.
+const MAX_LOOPS: usize = 8;
+
 pub(super) struct Vm<'a> {
     pub prog: &'a Program,
     pub globals: Vec<Value<'a>>,
@@ -29,9 +32,14 @@ pub(super) struct Vm<'a> {
     frame: usize,
     /// Where lookups stop (a macro body does not see its caller's variables).
     floor: usize,
-    /// (index, length) of the enclosing loops, innermost last.
-    loops: Vec<(usize, usize)>,
-    macro_defined: Vec<bool>,
+    /// (index, length) of the enclosing loops, innermost at `depth - 1` (no allocation: deeper
+    /// nesting than this is left to minijinja).
+    loops: [(usize, usize); MAX_LOOPS],
+    loop_depth: usize,
+    /// Which macros have been defined so far (by number; templates with more are not compiled).
+    macro_defined: u64,
+    /// Literal dicts already built this render, by expression address (they are immutable).
+    consts: Vec<(*const Expr, Value<'a>)>,
     /// Byte ranges of the output written inside `{% generation %}` bodies, as they close.
     pub spans: Vec<std::ops::Range<usize>>,
     /// Nesting of captures (set blocks, macro bodies), whose text may never reach the output.
@@ -57,8 +65,10 @@ impl<'a> Vm<'a> {
             locals: Vec::with_capacity(16),
             frame: 0,
             floor: 0,
-            loops: Vec::new(),
-            macro_defined: vec![false; prog.macros.len()],
+            loops: [(0, 0); MAX_LOOPS],
+            loop_depth: 0,
+            macro_defined: 0,
+            consts: Vec::new(),
             spans: Vec::new(),
             capturing: 0,
             fuel: i64::try_from(fuel.saturating_mul(64)).unwrap_or(i64::MAX),
@@ -166,7 +176,7 @@ impl<'a> Vm<'a> {
                     self.spend_bytes(buf.len())?;
                     self.set(*s, Value::String(buf.into()));
                 }
-                Stmt::Macro(i) => self.macro_defined[*i] = true,
+                Stmt::Macro(i) => self.macro_defined |= 1 << i,
                 // The span is recorded directly (minijinja's path marks the text and finds the
                 // marks afterwards); inside a capture, where the text goes is minijinja's business.
                 Stmt::Generation(body) => {
@@ -213,13 +223,16 @@ impl<'a> Vm<'a> {
         self.spend(len as i64 * ITEM)?;
         let (saved_frame, base) = (self.frame, self.locals.len());
         self.frame = base;
-        self.loops.push((0, len));
+        if self.loop_depth == MAX_LOOPS {
+            return Err(Bail);
+        }
+        let level = self.loop_depth;
+        self.loops[level] = (0, len);
+        self.loop_depth += 1;
         let mut i = 0;
         while let Some((a, b)) = items.next()? {
             self.spend(STEP)?;
-            if let Some(l) = self.loops.last_mut() {
-                l.0 = i;
-            }
+            self.loops[level].0 = i;
             match (b, &f.target) {
                 (None, t) => self.bind(t, a)?,
                 (Some(b), Target::Tuple(names)) if names.len() == 2 => {
@@ -231,7 +244,7 @@ impl<'a> Vm<'a> {
             self.exec(&f.body, out)?;
             i += 1;
         }
-        self.loops.pop();
+        self.loop_depth -= 1;
         self.locals.truncate(base);
         self.frame = saved_frame;
         if len == 0 {
@@ -291,6 +304,10 @@ impl<'a> Vm<'a> {
                 out.truncate(mark);
             }
             Expr::CallMacro(s, args) => return self.call_macro(*s, args, out),
+            Expr::Filter(Filter::ToJson, x, args) => {
+                let v = self.eval(x)?;
+                return self.tojson_into(&v, args, out);
+            }
             _ => {}
         }
         let v = self.eval(e)?;
@@ -307,6 +324,10 @@ impl<'a> Vm<'a> {
             Expr::Bin(BinOp::Add, l, r) => Ok(self.emit_str(l, out)? && self.emit_str(r, out)?),
             Expr::Bin(BinOp::Concat, l, r) => Ok(self.emit_display(l, out)? && self.emit_display(r, out)?),
             Expr::CallMacro(s, args) => self.call_macro(*s, args, out).map(|_| true),
+            Expr::Filter(Filter::ToJson, x, args) => {
+                let v = self.eval(x)?;
+                self.tojson_into(&v, args, out).map(|_| true)
+            }
             _ => match self.eval(e)? {
                 Value::Str(s) => {
                     out.push_str(s);
@@ -340,7 +361,7 @@ impl<'a> Vm<'a> {
             Expr::None => Value::None,
             Expr::Var(s) => self.lookup(*s),
             Expr::LoopAttr(a) => {
-                let (i, len) = *self.loops.last().or_bail()?;
+                let (i, len) = *self.loops[..self.loop_depth].last().or_bail()?;
                 match a {
                     LoopAttr::Index => Value::Int(i as i64 + 1),
                     LoopAttr::Index0 => Value::Int(i as i64),
@@ -384,20 +405,19 @@ impl<'a> Vm<'a> {
                     Value::Tuple(Rc::new(vals))
                 }
             }
-            Expr::Dict(items) => {
-                self.spend(items.len() as i64 * ITEM)?;
-                let mut pairs: Vec<(Value<'a>, Value<'a>)> = Vec::with_capacity(items.len());
-                for (k, v) in items {
-                    let k = self.eval(k)?;
-                    let v = self.eval(v)?;
-                    let key = k.as_str().or_bail()?;
-                    match pairs.iter_mut().find(|(x, _)| x.as_str() == Some(key)) {
-                        Some(slot) => slot.1 = v,
-                        None => pairs.push((k, v)),
+            // A dict of literals (a lookup table in a macro, say) is built once per render.
+            Expr::Dict(items) if items.iter().all(|(k, v)| is_literal(k) && is_literal(v)) => {
+                let at: *const Expr = e;
+                match self.consts.iter().find(|(p, _)| *p == at) {
+                    Some((_, v)) => v.clone(),
+                    None => {
+                        let v = self.dict(items)?;
+                        self.consts.push((at, v.clone()));
+                        v
                     }
                 }
-                Value::Dict(Rc::new(pairs))
             }
+            Expr::Dict(items) => self.dict(items)?,
             Expr::Not(x) => Value::Bool(!self.eval(x)?.truthy()?),
             Expr::Neg(x) => match self.eval(x)? {
                 Value::Int(i) => Value::Int(i.checked_neg().or_bail()?),
@@ -467,6 +487,21 @@ impl<'a> Vm<'a> {
                 Value::String(buf.into())
             }
         })
+    }
+
+    fn dict(&mut self, items: &'a [(Expr, Expr)]) -> R<Value<'a>> {
+        self.spend(items.len() as i64 * ITEM)?;
+        let mut pairs: Vec<(Value<'a>, Value<'a>)> = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            let k = self.eval(k)?;
+            let v = self.eval(v)?;
+            let key = k.as_str().or_bail()?;
+            match pairs.iter_mut().find(|(x, _)| x.as_str() == Some(key)) {
+                Some(slot) => slot.1 = v,
+                None => pairs.push((k, v)),
+            }
+        }
+        Ok(Value::Dict(Rc::new(pairs)))
     }
 
     fn binop(&mut self, op: BinOp, l: Value<'a>, r: Value<'a>) -> R<Value<'a>> {
@@ -589,7 +624,7 @@ impl<'a> Vm<'a> {
 
     fn call_macro(&mut self, s: Sym, args: &'a Args, out: &mut String) -> R<()> {
         let id = self.prog.macro_of_sym[s as usize].or_bail()?;
-        if !self.macro_defined[id] || self.locals[self.floor..].iter().any(|(k, _)| *k == s) {
+        if self.macro_defined & (1 << id) == 0 || self.locals[self.floor..].iter().any(|(k, _)| *k == s) {
             return Err(Bail);
         }
         let m = &self.prog.macros[id];
@@ -674,6 +709,10 @@ impl<'a> LoopItems<'a> {
             }
         })
     }
+}
+
+fn is_literal(e: &Expr) -> bool {
+    matches!(e, Expr::Str(_) | Expr::Int(_) | Expr::Float(_) | Expr::Bool(_) | Expr::None)
 }
 
 /// minijinja's `Display` of a value, for `~`: only the kinds that print the same as in Python.

@@ -49,6 +49,10 @@ pub(super) fn parse(toks: Vec<Tok<'_>>) -> Option<Program> {
     if end.is_some() || p.pos != p.toks.len() {
         return None;
     }
+    // Defined macros are tracked in a 64-bit set while rendering.
+    if p.macros.len() > 64 {
+        return None;
+    }
     let mut macro_of_sym = vec![None; p.syms.len()];
     for (i, m) in p.macros.iter().enumerate() {
         // Two macros of one name, a macro named like a built-in function, a macro read as a value
