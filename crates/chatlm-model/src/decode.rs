@@ -20,6 +20,11 @@ use crate::layers::{DecoderLayer, RmsNorm};
 use crate::linear::{Linear, Weight};
 use crate::rope::Rope;
 
+thread_local! {
+    /// One head's attention scores, then probabilities (no allocation per head and layer).
+    static PROBS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// One layer's matrices, in the order the step multiplies them.
 #[derive(Debug, Clone)]
 pub(crate) struct NativeLayer {
@@ -116,17 +121,14 @@ impl NativeDecoder {
                     let out = unsafe { std::slice::from_raw_parts_mut(out.0.add(head * hd), hd) };
                     let qh = &q[head * hd..(head + 1) * hd];
                     let base = head / groups * capacity;
-                    let mut probs = Vec::with_capacity(visible.len());
-                    let mut max = f32::NEG_INFINITY;
-                    for &t in &visible {
-                        let at = (base + t) * hd;
-                        let p = kernels.dot_f32(qh, &keys[at..at + hd]) * scale;
-                        max = max.max(p);
-                        probs.push(p);
-                    }
-                    let sum = kernels.exp_sub_sum(&mut probs, max);
-                    probs.iter_mut().for_each(|p| *p /= sum);
-                    kernels.weighted_rows(&probs, values, base, &visible, out);
+                    PROBS.with_borrow_mut(|probs| {
+                        probs.resize(visible.len(), 0.0);
+                        kernels.dots(qh, keys, base, &visible, probs);
+                        let max = kernels.scale_max(probs, scale);
+                        let sum = kernels.exp_sub_sum(probs, max);
+                        probs.iter_mut().for_each(|p| *p /= sum);
+                        kernels.weighted_rows(probs, values, base, &visible, out);
+                    });
                 });
             })?;
             matvec(kernels, std::slice::from_ref(&m.o), &attn, &mut y);

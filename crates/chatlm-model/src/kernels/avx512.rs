@@ -293,3 +293,84 @@ pub(crate) unsafe fn dense_rows4<const HALF: bool>(w: &[&[u8]; 4], x: &[f32], ou
         out[r] = sum;
     }
 }
+
+/// `out[i] = q · row(slots[i])` with rows of `16·D` values at `keys[(base + slot)·16D..]`:
+/// the decode step's attention scores. Sixteen keys at a time, whose sixteen partial-sum
+/// vectors are added across lanes together (one tree for all, instead of a horizontal sum
+/// per key, which cost as much as the key's products).
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn dots16<const D: usize>(q: &[f32], keys: &[f32], base: usize, slots: &[usize], out: &mut [f32]) {
+    let d = 16 * D;
+    assert!(q.len() == d && out.len() >= slots.len());
+    assert!(slots.iter().all(|&s| (base + s + 1) * d <= keys.len()));
+    let mut qv = [_mm512_setzero_ps(); D];
+    for (c, v) in qv.iter_mut().enumerate() {
+        *v = _mm512_loadu_ps(q.as_ptr().add(16 * c));
+    }
+    let row = |s: usize| keys.as_ptr().add((base + s) * d);
+    let mut i = 0;
+    while i + 16 <= slots.len() {
+        let mut v = [_mm512_setzero_ps(); 16];
+        for (j, v) in v.iter_mut().enumerate() {
+            let k = row(slots[i + j]);
+            let mut a = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
+            for (c, q) in qv.iter().enumerate().skip(1) {
+                a = _mm512_fmadd_ps(*q, _mm512_loadu_ps(k.add(16 * c)), a);
+            }
+            *v = a;
+        }
+        _mm512_storeu_ps(out.as_mut_ptr().add(i), sum16(&v));
+        i += 16;
+    }
+    for j in i..slots.len() {
+        let k = row(slots[j]);
+        let mut a = _mm512_setzero_ps();
+        for (c, q) in qv.iter().enumerate() {
+            a = _mm512_fmadd_ps(*q, _mm512_loadu_ps(k.add(16 * c)), a);
+        }
+        out[j] = _mm512_reduce_add_ps(a);
+    }
+}
+
+/// Lane `i` of the result is the sum of the lanes of `v[i]`.
+#[inline(always)]
+unsafe fn sum16(v: &[__m512; 16]) -> __m512 {
+    // Per 128-bit lane: t[i] = [a0+a2, b0+b2, a1+a3, b1+b3] for a, b = v[2i], v[2i+1].
+    let mut t = [_mm512_setzero_ps(); 8];
+    for i in 0..8 {
+        let (a, b) = (v[2 * i], v[2 * i + 1]);
+        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    }
+    // u[i], per 128-bit lane: partial sums of v[4i], v[4i+1], v[4i+2], v[4i+3].
+    let mut u = [_mm512_setzero_ps(); 4];
+    for i in 0..4 {
+        let (a, b) = (t[2 * i], t[2 * i + 1]);
+        u[i] = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(a, b), _mm512_shuffle_ps::<0xEE>(a, b));
+    }
+    // Add the four 128-bit lanes of each u[i]; u[i]'s total becomes lane i.
+    let s01 = _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(u[0], u[1]), _mm512_shuffle_f32x4::<0xDD>(u[0], u[1]));
+    let s23 = _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(u[2], u[3]), _mm512_shuffle_f32x4::<0xDD>(u[2], u[3]));
+    _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(s01, s23), _mm512_shuffle_f32x4::<0xDD>(s01, s23))
+}
+
+/// `out = Σ_i p[i] · row(slots[i])` with rows of `16·D` values at `values[(base + slot)·16D..]`:
+/// the decode step's weighted sum of values; two sets of accumulators (even and odd keys)
+/// so the FMA latency does not bound a key per 4 cycles.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn weighted16<const D: usize>(p: &[f32], values: &[f32], base: usize, slots: &[usize], out: &mut [f32]) {
+    let d = 16 * D;
+    assert!(out.len() == d && p.len() >= slots.len());
+    assert!(slots.iter().all(|&s| (base + s + 1) * d <= values.len()));
+    let mut acc = [[_mm512_setzero_ps(); D]; 2];
+    for (i, &s) in slots.iter().enumerate() {
+        let row = values.as_ptr().add((base + s) * d);
+        let pv = _mm512_set1_ps(*p.get_unchecked(i));
+        let acc = &mut acc[i % 2];
+        for (c, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_fmadd_ps(pv, _mm512_loadu_ps(row.add(16 * c)), *a);
+        }
+    }
+    for c in 0..D {
+        _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), _mm512_add_ps(acc[0][c], acc[1][c]));
+    }
+}

@@ -451,9 +451,36 @@ impl CpuKernels {
         sum
     }
 
+    /// `out[i] = q · keys[(base + slots[i]) · d ..][..d]` with `d = q.len()`: the decode
+    /// step's attention scores of one head.
+    pub(crate) fn dots(&self, q: &[f32], keys: &[f32], base: usize, slots: &[usize], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.wide {
+            // SAFETY: `wide` implies AVX-512F; the kernels check the bounds.
+            match q.len() {
+                64 => return unsafe { avx512::dots16::<4>(q, keys, base, slots, out) },
+                128 => return unsafe { avx512::dots16::<8>(q, keys, base, slots, out) },
+                _ => {}
+            }
+        }
+        let d = q.len();
+        for (o, &t) in out.iter_mut().zip(slots) {
+            *o = self.dot_f32(q, &keys[(base + t) * d..(base + t + 1) * d]);
+        }
+    }
+
     /// `out = Σ_i p[i] · values[(base + slots[i]) · d ..][..d]` with `d = out.len()`: the
     /// decode step's weighted sum of one head's values.
     pub(crate) fn weighted_rows(&self, p: &[f32], values: &[f32], base: usize, slots: &[usize], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.wide {
+            // SAFETY: `wide` implies AVX-512F; the kernels check the bounds.
+            match out.len() {
+                64 => return unsafe { avx512::weighted16::<4>(p, values, base, slots, out) },
+                128 => return unsafe { avx512::weighted16::<8>(p, values, base, slots, out) },
+                _ => {}
+            }
+        }
         #[cfg(target_arch = "x86_64")]
         if self.isa == Isa::Avx2 {
             // SAFETY: `Avx2` is only constructed when the CPU has the features.

@@ -234,3 +234,28 @@ fn silu_mul_matches_the_scalar_formula() {
         assert!((o - want).abs() <= 1e-6 * (1.0 + want.abs()), "[{i}] {o} vs {want}");
     }
 }
+
+#[test]
+fn attention_dots_and_weighted_sums_match_the_scalar_ones() {
+    let simd = CpuKernels::detect();
+    for d in [16, 64, 128] {
+        let rows = random(50 * d, 41);
+        let q = random(d, 42);
+        // 37 slots (two blocks of 16 and a remainder), not contiguous, from row 3 on.
+        let slots: Vec<usize> = (0..37).map(|i| i + i / 5).collect();
+        let base = 3;
+        let mut got = vec![f32::NAN; slots.len()];
+        simd.dots(&q, &rows, base, &slots, &mut got);
+        for (i, &t) in slots.iter().enumerate() {
+            let want: f32 = q.iter().zip(&rows[(base + t) * d..]).map(|(a, b)| a * b).sum();
+            assert!((got[i] - want).abs() <= 1e-5 * (1.0 + want.abs()), "d={d} dot {i}: {} vs {want}", got[i]);
+        }
+        let p = random(slots.len(), 43);
+        let mut out = vec![f32::NAN; d];
+        simd.weighted_rows(&p, &rows, base, &slots, &mut out);
+        for c in 0..d {
+            let want: f32 = p.iter().zip(&slots).map(|(p, &t)| p * rows[(base + t) * d + c]).sum();
+            assert!((out[c] - want).abs() <= 1e-5 * (1.0 + want.abs()), "d={d} column {c}: {} vs {want}", out[c]);
+        }
+    }
+}
