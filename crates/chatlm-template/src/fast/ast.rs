@@ -63,6 +63,9 @@ pub(super) enum Expr {
     Not(Box<Expr>),
     Neg(Box<Expr>),
     Bin(BinOp, Box<Expr>, Box<Expr>),
+    /// `a + b + ...` where some operand is a string literal: every operand must be a string (the
+    /// sum fails otherwise, so the fast path gives up), adjacent literals merged at compile time.
+    StrConcat(Vec<Expr>),
     /// `a if cond else b`: (cond, a, b).
     Cond(Box<(Expr, Expr, Option<Expr>)>),
     Filter(Filter, Box<Expr>, Args),

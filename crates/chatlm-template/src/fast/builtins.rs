@@ -117,10 +117,12 @@ impl<'a> Vm<'a> {
             }
             (Filter::List, 0) => match &v {
                 Value::Undefined
-                | Value::Arr(..)
+                | Value::Arr(_)
+                | Value::Msgs(_)
                 | Value::List(_)
                 | Value::Tuple(_)
-                | Value::Obj(..)
+                | Value::Obj(_)
+                | Value::Msg(_)
                 | Value::Dict(_) => {
                     let items = v.items()?;
                     self.spend(items.len() as i64 * ITEM)?;

@@ -202,7 +202,8 @@ impl<'a> Vm<'a> {
             (None, None) => {
                 let v = self.eval(&f.iter)?;
                 match v {
-                    Value::Arr(a, msg) => (LoopItems::Arr(a.iter(), msg), a.len()),
+                    Value::Arr(a) => (LoopItems::Arr(a.iter(), false), a.len()),
+                    Value::Msgs(a) => (LoopItems::Arr(a.iter(), true), a.len()),
                     Value::List(l) | Value::Tuple(l) => {
                         let len = l.len();
                         (LoopItems::Shared(l, 0), len)
@@ -296,6 +297,10 @@ impl<'a> Vm<'a> {
     /// `{{ e }}`: string concatenations are written piece by piece instead of being built first.
     fn emit(&mut self, e: &'a Expr, out: &mut String) -> R<()> {
         match e {
+            Expr::StrConcat(_) => {
+                self.emit_str(e, out)?;
+                return Ok(());
+            }
             Expr::Bin(BinOp::Add | BinOp::Concat, ..) => {
                 let mark = out.len();
                 if self.emit_str(e, out)? {
@@ -319,6 +324,14 @@ impl<'a> Vm<'a> {
         match e {
             Expr::Str(s) => {
                 out.push_str(s);
+                Ok(true)
+            }
+            Expr::StrConcat(parts) => {
+                for p in parts {
+                    if !self.emit_str(p, out)? {
+                        return Err(Bail);
+                    }
+                }
                 Ok(true)
             }
             Expr::Bin(BinOp::Add, l, r) => Ok(self.emit_str(l, out)? && self.emit_str(r, out)?),
@@ -351,8 +364,20 @@ impl<'a> Vm<'a> {
         Ok(display(&v, out))
     }
 
+    /// Evaluates an expression. The commonest nodes are handled here, small enough to inline into
+    /// callers; the rest in [`Vm::eval_node`].
+    #[inline]
     pub(super) fn eval(&mut self, e: &'a Expr) -> R<Value<'a>> {
         self.spend(STEP)?;
+        match e {
+            Expr::Str(s) => Ok(Value::Str(s)),
+            Expr::Var(s) => Ok(self.lookup(*s)),
+            _ => self.eval_node(e),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_node(&mut self, e: &'a Expr) -> R<Value<'a>> {
         Ok(match e {
             Expr::Str(s) => Value::Str(s),
             Expr::Int(i) => Value::Int(*i),
@@ -418,6 +443,12 @@ impl<'a> Vm<'a> {
                 }
             }
             Expr::Dict(items) => self.dict(items)?,
+            Expr::StrConcat(_) => {
+                let mut s = String::new();
+                self.emit_str(e, &mut s)?;
+                self.spend_bytes(s.len())?;
+                Value::String(s.into())
+            }
             Expr::Not(x) => Value::Bool(!self.eval(x)?.truthy()?),
             Expr::Neg(x) => match self.eval(x)? {
                 Value::Int(i) => Value::Int(i.checked_neg().or_bail()?),
@@ -580,10 +611,10 @@ impl<'a> Vm<'a> {
                 self.spend_bytes(hay.len())?;
                 Ok(hay.contains(needle.as_str().or_bail()?))
             }
-            Value::Obj(..) | Value::Dict(_) => {
+            Value::Obj(_) | Value::Msg(_) | Value::Dict(_) => {
                 Ok(!matches!(container.get_attr(needle.as_str().or_bail()?)?, Value::Undefined))
             }
-            Value::Arr(..) | Value::List(_) | Value::Tuple(_) => {
+            Value::Arr(_) | Value::Msgs(_) | Value::List(_) | Value::Tuple(_) => {
                 let items = container.items()?;
                 self.spend(items.len() as i64 * ITEM)?;
                 for item in &items {
@@ -608,9 +639,13 @@ impl<'a> Vm<'a> {
         let (lo, hi) = if step > 0 { (0, len) } else { (-1, len - 1) };
         let start = start.map_or(if step > 0 { 0 } else { len - 1 }, |i| clamp(i, lo, hi));
         let stop = stop.map_or(if step > 0 { len } else { -1 }, |i| clamp(i, lo, hi));
-        if let (Value::Arr(a, msg), 1) = (&obj, step) {
+        if step == 1 {
             let (s, e) = (start as usize, stop.max(start) as usize);
-            return Ok(Value::Arr(&a[s..e], *msg));
+            match obj {
+                Value::Arr(a) => return Ok(Value::Arr(&a[s..e])),
+                Value::Msgs(a) => return Ok(Value::Msgs(&a[s..e])),
+                _ => {}
+            }
         }
         let mut picked = Vec::new();
         let mut i = start;
@@ -680,7 +715,8 @@ enum LoopItems<'a> {
 impl<'a> LoopItems<'a> {
     fn pairs(map: Value<'a>) -> R<LoopItems<'a>> {
         match map {
-            Value::Obj(o, hide) => Ok(LoopItems::Obj(o.iter(), hide)),
+            Value::Obj(o) => Ok(LoopItems::Obj(o.iter(), false)),
+            Value::Msg(o) => Ok(LoopItems::Obj(o.iter(), true)),
             Value::Dict(d) => Ok(LoopItems::Dict(d, 0)),
             _ => Err(Bail),
         }

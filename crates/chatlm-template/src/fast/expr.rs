@@ -82,16 +82,34 @@ impl Parser<'_> {
 
     fn math1(&mut self) -> Option<Expr> {
         let mut e = self.concat()?;
+        // `a + b + ...` with a string literal among the operands: a string concatenation (see
+        // `Expr::StrConcat`), as long as no `-` interrupts it.
+        let mut parts: Vec<Expr> = Vec::new();
         loop {
             let op = if self.skip_op("+") {
                 BinOp::Add
             } else if self.skip_op("-") {
                 BinOp::Sub
             } else {
-                return Some(e);
+                break;
             };
-            e = Expr::Bin(op, Box::new(e), Box::new(self.concat()?));
+            let rhs = self.concat()?;
+            if op == BinOp::Add {
+                if parts.is_empty() {
+                    parts.push(std::mem::replace(&mut e, Expr::None));
+                }
+                parts.push(rhs);
+            } else {
+                if !parts.is_empty() {
+                    e = add_chain(std::mem::take(&mut parts));
+                }
+                e = Expr::Bin(op, Box::new(e), Box::new(rhs));
+            }
         }
+        if !parts.is_empty() {
+            e = add_chain(parts);
+        }
+        Some(e)
     }
 
     fn concat(&mut self) -> Option<Expr> {
@@ -318,4 +336,22 @@ impl Parser<'_> {
             _ => return None,
         })
     }
+}
+
+/// `a + b + c ...` (two or more operands): a [`Expr::StrConcat`] with adjacent literals merged when
+/// an operand is a string literal (the sum is then a string or an error), else the binary chain.
+fn add_chain(parts: Vec<Expr>) -> Expr {
+    if !parts.iter().any(|p| matches!(p, Expr::Str(_))) {
+        let mut it = parts.into_iter();
+        let first = it.next().unwrap_or(Expr::None);
+        return it.fold(first, |l, r| Expr::Bin(BinOp::Add, Box::new(l), Box::new(r)));
+    }
+    let mut merged: Vec<Expr> = Vec::with_capacity(parts.len());
+    for p in parts {
+        match (merged.last_mut(), p) {
+            (Some(Expr::Str(prev)), Expr::Str(s)) => *prev = format!("{prev}{s}").into(),
+            (_, p) => merged.push(p),
+        }
+    }
+    Expr::StrConcat(merged)
 }

@@ -95,9 +95,9 @@ impl Program {
         }
         let [msgs, tools, docs, agp] = self.fixed;
         let fixed = [
-            (msgs, Value::Arr(messages, true)),
-            (tools, req.tools.as_deref().map_or(Value::None, |t| Value::Arr(t, false))),
-            (docs, req.documents.as_deref().map_or(Value::None, |d| Value::Arr(d, false))),
+            (msgs, Value::Msgs(messages)),
+            (tools, req.tools.as_deref().map_or(Value::None, Value::Arr)),
+            (docs, req.documents.as_deref().map_or(Value::None, Value::Arr)),
             (agp, Value::Bool(req.add_generation_prompt)),
         ];
         for (s, v) in fixed {

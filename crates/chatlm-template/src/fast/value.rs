@@ -29,7 +29,11 @@ impl<T> OrBail<T> for Option<T> {
     }
 }
 
+/// A word-sized tag: no variant keeps data in the bytes after it, so moving a value copies whole
+/// words (a `bool` packed next to a byte tag made every move a partial-word copy, which stalls
+/// store forwarding).
 #[derive(Debug, Clone)]
+#[repr(u64)]
 pub(super) enum Value<'a> {
     Undefined,
     None,
@@ -38,11 +42,15 @@ pub(super) enum Value<'a> {
     Float(f64),
     Str(&'a str),
     String(Rc<str>),
-    /// A JSON array of the request (or a slice of one); `true` when its items are messages, whose
-    /// `null` keys transformers drops.
-    Arr(&'a [Json], bool),
-    /// A JSON object of the request; `true` when its `null` keys are hidden (a message).
-    Obj(&'a Map<String, Json>, bool),
+    /// A JSON array of the request (or a slice of one).
+    Arr(&'a [Json]),
+    /// The messages (or a slice of them): objects whose `null` keys transformers drops.
+    Msgs(&'a [Json]),
+    /// A JSON object of the request.
+    Obj(&'a Map<String, Json>),
+    /// A message: its `null` keys are hidden. (Separate variants rather than a flag keep every
+    /// variant's fields word-aligned, which makes moving values cheap.)
+    Msg(&'a Map<String, Json>),
     List(Rc<Vec<Value<'a>>>),
     Tuple(Rc<Vec<Value<'a>>>),
     /// A dict built by the template, string keys in insertion order.
@@ -63,33 +71,21 @@ pub(super) fn from_json(j: &Json, msg: bool) -> R<Value<'_>> {
             None => return Err(Bail),
         },
         Json::String(s) => Value::Str(s),
-        Json::Array(a) => Value::Arr(a, false),
-        Json::Object(o) => Value::Obj(o, msg),
+        Json::Array(a) => Value::Arr(a),
+        Json::Object(o) if msg => Value::Msg(o),
+        Json::Object(o) => Value::Obj(o),
     })
 }
 
 /// Objects up to this size are searched by a scan, which beats hashing the key.
 const SCAN: usize = 16;
 
-/// String equality for short keys without a `memcmp` call: up to 16 bytes compare as two
-/// (overlapping) 8-byte words.
+/// String equality for the short keys of template data: a byte loop, cheaper than a `memcmp` call
+/// for a handful of bytes.
 #[inline]
 pub(super) fn key_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], at: usize| {
-        let mut w = [0u8; 8];
-        let end = (at + 8).min(s.len());
-        w[..end - at].copy_from_slice(&s[at..end]);
-        u64::from_le_bytes(w)
-    };
-    match a.len() {
-        0..=8 => word(a, 0) == word(b, 0),
-        9..=16 => word(a, 0) == word(b, 0) && word(a, a.len() - 8) == word(b, b.len() - 8),
-        _ => a == b,
-    }
+    a.len() == b.len() && (a.len() > 16 && a == b || a.len() <= 16 && a.iter().zip(b).all(|(x, y)| x == y))
 }
 
 fn obj_get<'a>(o: &'a Map<String, Json>, hide_null: bool, key: &str) -> Option<&'a Json> {
@@ -107,11 +103,11 @@ impl<'a> Value<'a> {
     }
 
     pub(super) fn is_seq(&self) -> bool {
-        matches!(self, Value::Arr(..) | Value::List(_) | Value::Tuple(_))
+        matches!(self, Value::Arr(_) | Value::Msgs(_) | Value::List(_) | Value::Tuple(_))
     }
 
     pub(super) fn is_map(&self) -> bool {
-        matches!(self, Value::Obj(..) | Value::Dict(_))
+        matches!(self, Value::Obj(_) | Value::Msg(_) | Value::Dict(_))
     }
 
     /// Python truthiness (minijinja's `is_true`).
@@ -122,18 +118,18 @@ impl<'a> Value<'a> {
             Value::Int(i) => *i != 0,
             Value::Float(f) => *f != 0.0,
             Value::Str(_) | Value::String(_) => !self.as_str().unwrap_or_default().is_empty(),
-            Value::Arr(..) | Value::List(_) | Value::Tuple(_) | Value::Obj(..) | Value::Dict(_) => self.len()? > 0,
             Value::Ns(_) | Value::Func => return Err(Bail),
+            _ => self.len()? > 0,
         })
     }
 
     /// Number of items of a sequence or map.
     pub(super) fn len(&self) -> R<usize> {
         Ok(match self {
-            Value::Arr(a, _) => a.len(),
+            Value::Arr(a) | Value::Msgs(a) => a.len(),
             Value::List(l) | Value::Tuple(l) => l.len(),
-            Value::Obj(o, true) => o.values().filter(|v| !v.is_null()).count(),
-            Value::Obj(o, false) => o.len(),
+            Value::Msg(o) => o.values().filter(|v| !v.is_null()).count(),
+            Value::Obj(o) => o.len(),
             Value::Dict(d) => d.len(),
             _ => return Err(Bail),
         })
@@ -142,7 +138,7 @@ impl<'a> Value<'a> {
     /// `value.name` / `value["name"]` on a map or namespace; a missing key is undefined.
     pub(super) fn get_attr(&self, name: &str) -> R<Value<'a>> {
         match self {
-            Value::Obj(o, hide) => match obj_get(o, *hide, name) {
+            Value::Obj(o) | Value::Msg(o) => match obj_get(o, matches!(self, Value::Msg(_)), name) {
                 Some(j) => from_json(j, false),
                 None => Ok(Value::Undefined),
             },
@@ -165,7 +161,8 @@ impl<'a> Value<'a> {
         }
         let i = i as usize;
         match self {
-            Value::Arr(a, msg) => from_json(&a[i], *msg),
+            Value::Arr(a) => from_json(&a[i], false),
+            Value::Msgs(a) => from_json(&a[i], true),
             Value::List(l) | Value::Tuple(l) => Ok(l[i].clone()),
             _ => Err(Bail),
         }
@@ -174,8 +171,8 @@ impl<'a> Value<'a> {
     /// `value[key]`.
     pub(super) fn get_item(&self, key: &Value<'a>) -> R<Value<'a>> {
         match (self, key) {
-            (Value::Obj(..) | Value::Dict(_) | Value::Ns(_), k) => self.get_attr(k.as_str().or_bail()?),
-            (Value::Arr(..) | Value::List(_) | Value::Tuple(_), Value::Int(i)) => self.index(*i),
+            (Value::Obj(_) | Value::Msg(_) | Value::Dict(_) | Value::Ns(_), k) => self.get_attr(k.as_str().or_bail()?),
+            (_, Value::Int(i)) if self.is_seq() => self.index(*i),
             _ => Err(Bail),
         }
     }
@@ -184,10 +181,12 @@ impl<'a> Value<'a> {
     pub(super) fn items(&self) -> R<Vec<Value<'a>>> {
         match self {
             Value::Undefined => Ok(Vec::new()),
-            Value::Arr(a, msg) => a.iter().map(|j| from_json(j, *msg)).collect(),
+            Value::Arr(a) => a.iter().map(|j| from_json(j, false)).collect(),
+            Value::Msgs(a) => a.iter().map(|j| from_json(j, true)).collect(),
             Value::List(l) | Value::Tuple(l) => Ok(l.as_ref().clone()),
-            Value::Obj(o, hide) => {
-                Ok(o.iter().filter(|(_, v)| !(*hide && v.is_null())).map(|(k, _)| Value::Str(k)).collect())
+            Value::Obj(o) | Value::Msg(o) => {
+                let hide = matches!(self, Value::Msg(_));
+                Ok(o.iter().filter(|(_, v)| !(hide && v.is_null())).map(|(k, _)| Value::Str(k)).collect())
             }
             Value::Dict(d) => Ok(d.iter().map(|(k, _)| k.clone()).collect()),
             _ => Err(Bail),
@@ -197,11 +196,13 @@ impl<'a> Value<'a> {
     /// A map's (key, value) pairs in order.
     pub(super) fn pairs(&self) -> R<Vec<(Value<'a>, Value<'a>)>> {
         match self {
-            Value::Obj(o, hide) => o
-                .iter()
-                .filter(|(_, v)| !(*hide && v.is_null()))
-                .map(|(k, v)| Ok((Value::Str(k), from_json(v, false)?)))
-                .collect(),
+            Value::Obj(o) | Value::Msg(o) => {
+                let hide = matches!(self, Value::Msg(_));
+                o.iter()
+                    .filter(|(_, v)| !(hide && v.is_null()))
+                    .map(|(k, v)| Ok((Value::Str(k), from_json(v, false)?)))
+                    .collect()
+            }
             Value::Dict(d) => Ok(d.as_ref().clone()),
             _ => Err(Bail),
         }
@@ -210,7 +211,8 @@ impl<'a> Value<'a> {
     /// Calls `f` on each item of a sequence, in order, without collecting them.
     pub(super) fn for_each_item(&self, mut f: impl FnMut(&Value<'a>) -> R<()>) -> R<()> {
         match self {
-            Value::Arr(a, msg) => a.iter().try_for_each(|j| f(&from_json(j, *msg)?)),
+            Value::Arr(a) => a.iter().try_for_each(|j| f(&from_json(j, false)?)),
+            Value::Msgs(a) => a.iter().try_for_each(|j| f(&from_json(j, true)?)),
             Value::List(l) | Value::Tuple(l) => l.iter().try_for_each(f),
             _ => Err(Bail),
         }
@@ -219,8 +221,9 @@ impl<'a> Value<'a> {
     /// Calls `f` on each (key, value) of a map, in order, without collecting them.
     pub(super) fn for_each_pair(&self, mut f: impl FnMut(&str, &Value<'a>) -> R<()>) -> R<()> {
         match self {
-            Value::Obj(o, hide) => {
-                o.iter().filter(|(_, v)| !(*hide && v.is_null())).try_for_each(|(k, v)| f(k, &from_json(v, false)?))
+            Value::Obj(o) | Value::Msg(o) => {
+                let hide = matches!(self, Value::Msg(_));
+                o.iter().filter(|(_, v)| !(hide && v.is_null())).try_for_each(|(k, v)| f(k, &from_json(v, false)?))
             }
             Value::Dict(d) => d.iter().try_for_each(|(k, v)| f(k.as_str().or_bail()?, v)),
             _ => Err(Bail),
@@ -238,8 +241,8 @@ impl<'a> Value<'a> {
             (Int(a), Int(b)) => a == b,
             (Int(a), Float(b)) | (Float(b), Int(a)) => (*a as f64) == *b,
             (Float(a), Float(b)) => a == b,
-            (Tuple(_), Arr(..) | List(_)) | (Arr(..) | List(_), Tuple(_)) => false,
-            (Obj(a, ha), Obj(b, hb)) if std::ptr::eq(*a, *b) && ha == hb => true,
+            (Tuple(_), Arr(_) | Msgs(_) | List(_)) | (Arr(_) | Msgs(_) | List(_), Tuple(_)) => false,
+            (Obj(a), Obj(b)) | (Msg(a), Msg(b)) if std::ptr::eq(*a, *b) => true,
             _ if self.as_str().is_some() || other.as_str().is_some() => self.as_str() == other.as_str(),
             _ if self.is_seq() && other.is_seq() => {
                 let (a, b) = (self.items()?, other.items()?);
@@ -291,7 +294,7 @@ impl<'a> Value<'a> {
             }
             Value::Float(f) => out.push_str(&py_float(*f, false)),
             Value::Str(_) | Value::String(_) => repr_str(self.as_str().unwrap_or_default(), out),
-            Value::Arr(..) | Value::List(_) | Value::Tuple(_) => {
+            Value::Arr(_) | Value::Msgs(_) | Value::List(_) | Value::Tuple(_) => {
                 out.push('[');
                 let mut first = true;
                 self.for_each_item(|item| {
@@ -302,7 +305,7 @@ impl<'a> Value<'a> {
                 })?;
                 out.push(']');
             }
-            Value::Obj(..) | Value::Dict(_) => {
+            Value::Obj(_) | Value::Msg(_) | Value::Dict(_) => {
                 out.push('{');
                 let mut first = true;
                 self.for_each_pair(|k, v| {
@@ -350,7 +353,7 @@ impl JsonDump<'_> {
             }
             Value::Float(f) => out.push_str(&py_float(*f, true)),
             Value::Str(_) | Value::String(_) => json_str(v.as_str().unwrap_or_default(), self.ensure_ascii, out),
-            Value::Arr(..) | Value::List(_) | Value::Tuple(_) => {
+            Value::Arr(_) | Value::Msgs(_) | Value::List(_) | Value::Tuple(_) => {
                 out.push('[');
                 let mut first = true;
                 v.for_each_item(|item| {
@@ -365,7 +368,7 @@ impl JsonDump<'_> {
                 }
                 out.push(']');
             }
-            Value::Obj(..) | Value::Dict(_) if !self.sort_keys => {
+            Value::Obj(_) | Value::Msg(_) | Value::Dict(_) if !self.sort_keys => {
                 out.push('{');
                 let mut first = true;
                 v.for_each_pair(|k, item| {
@@ -382,7 +385,7 @@ impl JsonDump<'_> {
                 }
                 out.push('}');
             }
-            Value::Obj(..) | Value::Dict(_) => {
+            Value::Obj(_) | Value::Msg(_) | Value::Dict(_) => {
                 // sort_keys: keys are strings (see `for_each_pair`), ordered like minijinja's.
                 let mut pairs = v.pairs()?;
                 if pairs.is_empty() {
