@@ -318,6 +318,10 @@ pub(crate) unsafe fn dots16<const D: usize>(q: &[f32], keys: &[f32], base: usize
         let mut v = [_mm512_setzero_ps(); 16];
         for (j, v) in v.iter_mut().enumerate() {
             let k = row(slots[i + j]);
+            // The next block's keys (as in `q_rows4`, rows too short for the prefetcher).
+            for c in (0..d).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add(16 * d + c) as *const i8);
+            }
             let mut a = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
             for (c, q) in qv.iter().enumerate().skip(1) {
                 a = _mm512_fmadd_ps(*q, _mm512_loadu_ps(k.add(16 * c)), a);
@@ -369,6 +373,9 @@ pub(crate) unsafe fn weighted16<const D: usize>(p: &[f32], values: &[f32], base:
     let mut acc = [[_mm512_setzero_ps(); D]; 2];
     for (i, &s) in slots.iter().enumerate() {
         let row = values.as_ptr().add((base + s) * d);
+        for c in (0..d).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(16 * d + c) as *const i8);
+        }
         let pv = _mm512_set1_ps(*p.get_unchecked(i));
         let acc = &mut acc[i % 2];
         for (c, a) in acc.iter_mut().enumerate() {
