@@ -342,3 +342,52 @@ fn limits_are_reported_as_minijinja_reports_them() {
         check(&tpl, &small, &format!("fuel {fuel}"));
     }
 }
+
+/// Each construct the fast renderer supports, checked against minijinja on a few requests; every
+/// template here must compile for the fast path.
+#[test]
+fn constructs_render_identically() {
+    let templates = [
+        "{% macro f(a, b='x', c=none) %}[{{ a }}|{{ b }}|{{ c }}]{% endmacro %}{{ f(1) }}{{ f(2, 'y') }}{{ f(3, c=4) }}{{ f(b=5, a=6) }}",
+        "{% macro t(x) %}{% if x is mapping %}{{ t(x.v) }}{% else %}{{ x }}{% endif %}{% endmacro %}{{ t({'v': {'v': 'deep'}}) }}",
+        "{% set ns = namespace(n=0, s='') %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% set ns.s = ns.s ~ m.role %}{% endfor %}{{ ns.n }}:{{ ns.s }}",
+        "{% for m in messages if m.role != 'system' %}{{ loop.index }}/{{ loop.length }}{{ loop.first }}{{ loop.last }}{{ loop.revindex }} {% else %}none{% endfor %}",
+        "{% for m in messages[1:] %}{{ m.role }}{% endfor %}|{% for m in messages[::-1] %}{{ m.role }}{% endfor %}|{{ messages[-1].role }}|{{ messages[:1]|length }}",
+        "{% for k, v in messages[0]|items %}{{ k }}={{ v }};{% endfor %}{% for k in messages[0] %}{{ k }},{% endfor %}",
+        "{{ messages[0].content|trim|upper }}{{ messages[0].content.strip().lower() }}{{ 'a,b,,c'.split(',') }}{{ ' x y '.split() }}",
+        "{{ messages|selectattr('role', 'equalto', 'user')|list|length }}{{ messages|map(attribute='role')|join('+') if false else '' }}",
+        "{{ messages|rejectattr('role', 'equalto', 'user')|list }}{{ [1, 2, 3]|join('-') }}{{ [3, 1]|first }}{{ [3, 1]|last }}",
+        "{{ messages[0]|tojson }}{{ messages[0]|tojson(indent=2) }}{{ {'b': 1, 'a': [1.5, none, true]}|tojson(sort_keys=true) }}",
+        "{{ messages[0] }}{{ [1, 'a', none, true, 2.5, {'k': 'v'}] }}{{ (1, 2) }}{{ none }}{{ undefined_var }}{{ 2.0 if false else 0.1 }}",
+        "{{ 'x' in 'xyz' }}{{ 'role' in messages[0] }}{{ 2 in [1, 2] }}{{ 'q' not in 'abc' }}{{ messages[0].role is string }}{{ nothing is defined }}",
+        "{{ 7 // 2 }}{{ 7 % 3 }}{{ 7 / 2 }}{{ 2 * 3 }}{{ -4 + 1 }}{{ 1.5 + 1 }}{{ 3 > 2 }}{{ 'a' < 'b' }}{{ 10 - 3 - 2 }}",
+        "{{ 'a' ~ 1 ~ 'b' }}{{ 'x' + 'y' + messages[0].role }}{{ (messages|length) + 1 }}{{ messages[0].role + '!' if true }}",
+        "{% set a, b = [1, 2] %}{{ a }}{{ b }}{% set s %}block {{ a }}{% endset %}{{ s|length }}{{ s }}",
+        "{{ messages[0].get('role') }}{{ messages[0].get('nope', 'dflt') }}{{ messages[0].keys()|list }}{{ messages[0].items()|list|length }}",
+        "{{ 'Hello World'.startswith('Hell') }}{{ 'Hello'.endswith(('x', 'lo')) }}{{ 'a-b'.replace('-', '+') }}{{ 'ab'|replace('a', 'c') }}",
+        "{{ x|default('d') }}{{ ''|default('e', true) }}{{ 'hello world'.title() }}{{ 'Hi'|length }}{{ 3 is odd }}{{ 4 is even }}",
+        "{{- '  a  ' -}} | {%- if true -%}  b  {%- endif -%} |\n  {% if true %}\n  c\n  {% endif %}\n{# note #}  d",
+        "{{ strftime_now('%Y-%m-%d %H:%M') }}{% if strftime_now is defined %}yes{% endif %}{{ bos_token }}{{ eos_token is none }}",
+        "{% generation %}{{ messages[0].role }}{% endgeneration %} and {% generation %}b{% endgeneration %}",
+        "{{ tools is none }}{{ documents is none }}{% for t in tools or [] %}{{ t.function.name }}{% endfor %}",
+    ];
+    let requests = [
+        ChatRequest::new(vec![
+            json!({"role": "system", "content": "  Sys prompt  "}),
+            json!({"role": "user", "content": "Hi there", "extra": null}),
+            json!({"role": "assistant", "content": "Hello!"}),
+        ]),
+        ChatRequest::new(vec![json!({"role": "user", "content": "Ünïcödé ΣΑΣ 😀 \"q\" 'a'"})]),
+    ];
+    for src in templates {
+        let tpl = ChatTemplate::new(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert!(tpl.uses_fast_path(), "not on the fast path: {src}");
+        for (i, req) in requests.iter().enumerate() {
+            let mut req = req.clone();
+            req.set_special_token("bos_token", "<s>");
+            req.special_tokens.insert("eos_token".into(), Value::Null);
+            req.now = DateTime::parse("2025-03-09T14:05:00");
+            assert!(check(&tpl, &req, &format!("{src} / request {i}")), "fell back: {src} / request {i}");
+        }
+    }
+}

@@ -221,9 +221,22 @@ impl<'a> Vm<'a> {
             [x] => Ok(x),
             _ => Err(Bail),
         };
-        if !matches!(t, Test::Eq | Test::Ne | Test::In) && !a.is_empty() {
-            return Err(Bail);
-        }
+        Ok(match t {
+            Test::Eq => v.equals(one()?)?,
+            Test::Ne => !v.equals(one()?)?,
+            Test::In => {
+                let container = one()?.clone();
+                self.contains(&container, v)?
+            }
+            _ if a.is_empty() => kind_test(t, v)?,
+            _ => return Err(Bail),
+        })
+    }
+}
+
+/// The tests that only look at the value's kind (no arguments).
+pub(super) fn kind_test(t: Test, v: &Value<'_>) -> R<bool> {
+    {
         Ok(match t {
             Test::Defined => !matches!(v, Value::Undefined),
             Test::Undefined => matches!(v, Value::Undefined),
@@ -247,19 +260,16 @@ impl<'a> Vm<'a> {
                 _ => v.as_str().is_some() || v.is_seq() || v.is_map(),
             },
             Test::Sequence => matches!(v, Value::Undefined) || v.is_seq(),
-            Test::Eq => v.equals(one()?)?,
-            Test::Ne => !v.equals(one()?)?,
-            Test::In => {
-                let container = one()?.clone();
-                self.contains(&container, v)?
-            }
             Test::Odd | Test::Even => match v {
                 Value::Int(i) => (i % 2 != 0) == (t == Test::Odd),
                 _ => return Err(Bail),
             },
+            Test::Eq | Test::Ne | Test::In => return Err(Bail),
         })
     }
+}
 
+impl<'a> Vm<'a> {
     pub(super) fn method(&mut self, m: Method, v: Value<'a>, args: &'a Args) -> R<Value<'a>> {
         Self::no_kwargs(args)?;
         let a = self.args(args)?;

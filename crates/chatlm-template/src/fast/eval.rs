@@ -21,6 +21,9 @@ pub(super) const ITEM: i64 = 64;
 /// Macro nesting the fast path allows (the native stack grows with it); deeper goes to minijinja.
 const MAX_MACRO_DEPTH: usize = 48;
 
+/// The name of a macro argument while the call's arguments are being evaluated.
+const PENDING: Sym = Sym::MAX;
+
 /// Loop nesting the fast path allows.
 const MAX_LOOPS: usize = 8;
 
@@ -145,7 +148,7 @@ impl<'a> Vm<'a> {
                 Stmt::If(branches, else_body) => {
                     let mut body = else_body;
                     for (cond, b) in branches {
-                        if self.eval(cond)?.truthy()? {
+                        if self.truthy(cond)? {
                             body = b;
                             break;
                         }
@@ -294,9 +297,24 @@ impl<'a> Vm<'a> {
         Ok(kept)
     }
 
+    /// Whether `e` is true, reading a plain variable in place.
+    fn truthy(&mut self, e: &'a Expr) -> R<bool> {
+        match e {
+            Expr::Var(s) => {
+                self.spend(STEP)?;
+                self.lookup_ref(*s).truthy()
+            }
+            _ => self.eval(e)?.truthy(),
+        }
+    }
+
     /// `{{ e }}`: string concatenations are written piece by piece instead of being built first.
     fn emit(&mut self, e: &'a Expr, out: &mut String) -> R<()> {
         match e {
+            Expr::Var(s) => {
+                self.spend(STEP)?;
+                return self.lookup_ref(*s).write_to(out);
+            }
             Expr::StrConcat(_) => {
                 self.emit_str(e, out)?;
                 return Ok(());
@@ -340,6 +358,16 @@ impl<'a> Vm<'a> {
             Expr::Filter(Filter::ToJson, x, args) => {
                 let v = self.eval(x)?;
                 self.tojson_into(&v, args, out).map(|_| true)
+            }
+            Expr::Var(s) => {
+                self.spend(STEP)?;
+                Ok(match self.lookup_ref(*s).as_str() {
+                    Some(text) => {
+                        out.push_str(text);
+                        true
+                    }
+                    None => false,
+                })
             }
             _ => match self.eval(e)? {
                 Value::Str(s) => {
@@ -449,7 +477,7 @@ impl<'a> Vm<'a> {
                 self.spend_bytes(s.len())?;
                 Value::String(s.into())
             }
-            Expr::Not(x) => Value::Bool(!self.eval(x)?.truthy()?),
+            Expr::Not(x) => Value::Bool(!self.truthy(x)?),
             Expr::Neg(x) => match self.eval(x)? {
                 Value::Int(i) => Value::Int(i.checked_neg().or_bail()?),
                 Value::Float(f) => Value::Float(-f),
@@ -501,6 +529,11 @@ impl<'a> Vm<'a> {
             Expr::Filter(f, x, args) => {
                 let v = self.eval(x)?;
                 self.filter(*f, v, args)?
+            }
+            // Argument-free tests of a variable look at it in place.
+            Expr::Test(t, x, args) if args.pos.is_empty() && args.kw.is_empty() && matches!(**x, Expr::Var(_)) => {
+                let Expr::Var(s) = **x else { return Err(Bail) };
+                Value::Bool(super::builtins::kind_test(*t, self.lookup_ref(s))?)
             }
             Expr::Test(t, x, args) => {
                 let v = self.eval(x)?;
@@ -666,17 +699,40 @@ impl<'a> Vm<'a> {
         if args.pos.len() > m.params.len() {
             return Err(Bail);
         }
-        let mut vals = Vec::with_capacity(m.params.len());
+        // Arguments are evaluated in the caller's scope straight onto the stack, under a name no
+        // lookup matches until the macro's frame starts.
+        let base = self.locals.len();
         for a in &args.pos {
-            vals.push(Some(self.eval(a)?));
+            let v = self.eval(a)?;
+            self.locals.push((PENDING, v));
         }
-        vals.resize(m.params.len(), None);
+        for _ in args.pos.len()..m.params.len() {
+            self.locals.push((PENDING, Value::Undefined));
+        }
         for (name, a) in &args.kw {
             let i = m.params.iter().position(|(p, _)| *self.prog.syms[*p as usize] == **name).or_bail()?;
-            if vals[i].is_some() {
+            if i < args.pos.len() || args.kw.iter().filter(|(k, _)| k == name).count() > 1 {
                 return Err(Bail);
             }
-            vals[i] = Some(self.eval(a)?);
+            let v = self.eval(a)?;
+            self.locals[base + i].1 = v;
+        }
+        for (i, (p, default)) in m.params.iter().enumerate() {
+            let slot = &mut self.locals[base + i];
+            slot.0 = *p;
+            let given = i < args.pos.len() || args.kw.iter().any(|(k, _)| *self.prog.syms[*p as usize] == **k);
+            if !given {
+                // Only literal defaults: when other expressions are evaluated is minijinja's business.
+                slot.1 = match default {
+                    None => Value::Undefined,
+                    Some(Expr::Str(s)) => Value::Str(s),
+                    Some(Expr::Int(n)) => Value::Int(*n),
+                    Some(Expr::Float(f)) => Value::Float(*f),
+                    Some(Expr::Bool(b)) => Value::Bool(*b),
+                    Some(Expr::None) => Value::None,
+                    Some(_) => return Err(Bail),
+                };
+            }
         }
         self.depth += 1;
         self.capturing += 1;
@@ -684,16 +740,7 @@ impl<'a> Vm<'a> {
             return Err(Bail);
         }
         let saved = (self.frame, self.floor);
-        let base = self.locals.len();
         (self.frame, self.floor) = (base, base);
-        for ((p, default), v) in m.params.iter().zip(vals) {
-            let v = match (v, default) {
-                (Some(v), _) => v,
-                (None, Some(d)) => self.eval(d)?,
-                (None, None) => Value::Undefined,
-            };
-            self.locals.push((*p, v));
-        }
         self.exec(&m.body, out)?;
         self.locals.truncate(base);
         (self.frame, self.floor) = saved;
