@@ -163,6 +163,7 @@ impl KvCache {
     /// Writes `rows` tokens' keys and values of `layer` at slots `slot..slot + rows` of row 0:
     /// token `r`'s keys are `src[r·stride + k_at..][..kv_heads·head_dim]`, its values at
     /// `v_at` (the native prefill's q/k/v rows, written without splitting them first).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write_slots_f32(&self, layer: usize, slot: usize, rows: usize, src: &[f32], stride: usize, k_at: usize, v_at: usize) -> Result<()> {
         let (ks, vs) = self.layer(layer)?;
         ks.inplace_op1(&WriteSlot { data: &src[k_at..], stride, rows, slot })?;

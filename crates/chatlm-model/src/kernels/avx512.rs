@@ -290,10 +290,10 @@ pub(crate) unsafe fn dense_rows4<const HALF: bool>(w: &[&[u8]; 4], x: &[f32], ou
     }
     for r in 0..4 {
         let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
-        for j in k..cols {
-            let p = w[r].as_ptr();
+        let p = w[r].as_ptr();
+        for (j, &xj) in x.iter().enumerate().skip(k) {
             let wj = if HALF { super::avx2::f16(p.add(2 * j)) } else { (p.add(4 * j) as *const f32).read_unaligned() };
-            sum += wj * x[j];
+            sum += wj * xj;
         }
         out[r] = sum;
     }
@@ -382,7 +382,7 @@ pub(crate) unsafe fn weighted16<const D: usize>(p: &[f32], values: &[f32], base:
             *a = _mm512_fmadd_ps(pv, _mm512_loadu_ps(row.add(16 * c)), *a);
         }
     }
-    for c in 0..D {
-        _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), _mm512_add_ps(acc[0][c], acc[1][c]));
+    for (c, (a, b)) in acc[0].iter().zip(&acc[1]).enumerate() {
+        _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), _mm512_add_ps(*a, *b));
     }
 }
