@@ -68,12 +68,13 @@ pub(super) enum Expr {
     StrConcat(Vec<Expr>),
     /// `a if cond else b`: (cond, a, b).
     Cond(Box<(Expr, Expr, Option<Expr>)>),
-    Filter(Filter, Box<Expr>, Args),
-    Test(Test, Box<Expr>, Args),
-    Method(Method, Box<Expr>, Args),
-    Call(Func, Args),
+    // Arguments are boxed: they would double the size of every node (denser trees cache better).
+    Filter(Filter, Box<Expr>, Box<Args>),
+    Test(Test, Box<Expr>, Box<Args>),
+    Method(Method, Box<Expr>, Box<Args>),
+    Call(Func, Box<Args>),
     /// A call of a macro the template defines, by the variable holding it.
-    CallMacro(Sym, Args),
+    CallMacro(Sym, Box<Args>),
 }
 
 #[derive(Debug, Default)]

@@ -16,7 +16,7 @@ fn substr<'a>(whole: &Value<'a>, sub: &str) -> Value<'a> {
         let off = sub.as_ptr() as usize - base.as_ptr() as usize;
         return Value::Str(&base[off..off + sub.len()]);
     }
-    Value::String(sub.into())
+    Value::String(Rc::new(sub.to_string()))
 }
 
 impl<'a> Vm<'a> {
@@ -48,7 +48,7 @@ impl<'a> Vm<'a> {
 
     fn new_string(&mut self, s: String) -> R<Value<'a>> {
         self.spend_bytes(s.len())?;
-        Ok(Value::String(s.into()))
+        Ok(Value::String(Rc::new(s)))
     }
 
     pub(super) fn filter(&mut self, f: Filter, v: Value<'a>, args: &'a Args) -> R<Value<'a>> {
@@ -375,7 +375,7 @@ impl<'a> Vm<'a> {
     fn tojson(&mut self, v: &Value<'a>, args: &'a Args) -> R<Value<'a>> {
         let mut out = String::new();
         self.tojson_into(v, args, &mut out)?;
-        Ok(Value::String(out.into()))
+        Ok(Value::String(Rc::new(out)))
     }
 
     /// `tojson`, appended to `out` (charged for what it writes).

@@ -177,7 +177,7 @@ impl<'a> Vm<'a> {
                     self.exec(body, &mut buf)?;
                     self.capturing -= 1;
                     self.spend_bytes(buf.len())?;
-                    self.set(*s, Value::String(buf.into()));
+                    self.set(*s, Value::String(Rc::new(buf)));
                 }
                 Stmt::Macro(i) => self.macro_defined |= 1 << i,
                 // The span is recorded directly (minijinja's path marks the text and finds the
@@ -475,7 +475,7 @@ impl<'a> Vm<'a> {
                 let mut s = String::new();
                 self.emit_str(e, &mut s)?;
                 self.spend_bytes(s.len())?;
-                Value::String(s.into())
+                Value::String(Rc::new(s))
             }
             Expr::Not(x) => Value::Bool(!self.truthy(x)?),
             Expr::Neg(x) => match self.eval(x)? {
@@ -548,7 +548,7 @@ impl<'a> Vm<'a> {
                 let mut buf = String::new();
                 self.call_macro(*s, args, &mut buf)?;
                 self.spend_bytes(buf.len())?;
-                Value::String(buf.into())
+                Value::String(Rc::new(buf))
             }
         })
     }
@@ -620,7 +620,7 @@ impl<'a> Vm<'a> {
                     return Ok(Float(a + b));
                 }
                 self.spend_bytes(s.len())?;
-                Value::String(s.into())
+                Value::String(Rc::new(s))
             }
             (BinOp::Sub | BinOp::Mul | BinOp::Div, ..) => {
                 let (a, b) = (as_f64(&l).or_bail()?, as_f64(&r).or_bail()?);

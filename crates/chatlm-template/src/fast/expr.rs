@@ -193,7 +193,7 @@ impl Parser<'_> {
                 if self.is_op(".") {
                     return None;
                 }
-                let args = if self.is_op("(") { self.args()? } else { Args::default() };
+                let args = if self.is_op("(") { self.args()? } else { Box::default() };
                 e = Expr::Filter(f, Box::new(e), args);
             } else if self.skip_ident("is") {
                 let negated = self.skip_ident("not");
@@ -206,9 +206,9 @@ impl Parser<'_> {
                 ) && !matches!(self.peek(), Some(Tok::Ident("and" | "or" | "else" | "is")))
                 {
                     let a = self.unary_only()?;
-                    Args { pos: vec![self.postfix(a)?], kw: Vec::new() }
+                    Box::new(Args { pos: vec![self.postfix(a)?], kw: Vec::new() })
                 } else {
-                    Args::default()
+                    Box::default()
                 };
                 e = Expr::Test(t, Box::new(e), args);
                 if negated {
@@ -220,7 +220,7 @@ impl Parser<'_> {
         }
     }
 
-    fn args(&mut self) -> Option<Args> {
+    fn args(&mut self) -> Option<Box<Args>> {
         self.expect_op("(")?;
         let mut args = Args::default();
         while !self.skip_op(")") {
@@ -243,7 +243,7 @@ impl Parser<'_> {
                 return None;
             }
         }
-        Some(args)
+        Some(Box::new(args))
     }
 
     fn primary(&mut self) -> Option<Expr> {

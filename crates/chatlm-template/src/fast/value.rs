@@ -41,7 +41,9 @@ pub(super) enum Value<'a> {
     Int(i64),
     Float(f64),
     Str(&'a str),
-    String(Rc<str>),
+    /// A string built while rendering (an `Rc<String>` keeps the built buffer: no copy into a new
+    /// allocation as `Rc<str>` would need).
+    String(Rc<String>),
     /// A JSON array of the request (or a slice of one).
     Arr(&'a [Json]),
     /// The messages (or a slice of them): objects whose `null` keys transformers drops.
