@@ -145,10 +145,10 @@ impl<'a> Value<'a> {
                 None => Ok(Value::Undefined),
             },
             Value::Dict(d) => {
-                Ok(d.iter().find(|(k, _)| k.as_str() == Some(name)).map_or(Value::Undefined, |(_, v)| v.clone()))
+                Ok(d.iter().find(|(k, _)| k.as_str().is_some_and(|k| key_eq(k, name))).map_or(Value::Undefined, |(_, v)| v.clone()))
             }
             Value::Ns(ns) => {
-                Ok(ns.borrow().iter().find(|(k, _)| *k == name).map_or(Value::Undefined, |(_, v)| v.clone()))
+                Ok(ns.borrow().iter().find(|(k, _)| key_eq(k, name)).map_or(Value::Undefined, |(_, v)| v.clone()))
             }
             _ => Err(Bail),
         }
