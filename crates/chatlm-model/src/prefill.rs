@@ -81,9 +81,8 @@ impl NativeDecoder {
         let mut parts = Vec::new();
         let mut panels = Vec::new();
 
-        if let Some(first) = s.layers.first() {
-            add_norm(&mut x, None, &first.input_norm, &mut h, hidden);
-        }
+        let first = s.layers.first().map_or(s.norm, |l| &l.input_norm);
+        add_norm(&mut x, None, first, &mut h, hidden);
         for (index, (layer, m)) in s.layers.iter().zip(&self.layers).enumerate() {
             matmul_parts(kernels, &m.qkv, &h, t, &mut qkv, &mut parts);
             let rows = Shared(qkv.as_mut_ptr());
