@@ -473,7 +473,7 @@ fn title(s: &str) -> R<String> {
 }
 
 /// minijinja's `trim` / pycompat's `strip`: Unicode whitespace, or the given characters.
-fn strip<'s>(s: &'s str, chars: Option<&str>, start: bool, end: bool) -> &'s str {
+pub(super) fn strip<'s>(s: &'s str, chars: Option<&str>, start: bool, end: bool) -> &'s str {
     match chars {
         None => match (start, end) {
             (true, true) => s.trim(),

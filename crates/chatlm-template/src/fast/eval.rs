@@ -315,8 +315,9 @@ impl<'a> Vm<'a> {
                 self.spend(STEP)?;
                 return self.lookup_ref(*s).write_to(out);
             }
-            Expr::StrConcat(_) => {
-                self.emit_str(e, out)?;
+            Expr::StrConcat(_) | Expr::Filter(Filter::Trim, ..) | Expr::Method(Method::Strip, ..)
+                if self.emit_str(e, out)? =>
+            {
                 return Ok(());
             }
             Expr::Bin(BinOp::Add | BinOp::Concat, ..) => {
@@ -358,6 +359,16 @@ impl<'a> Vm<'a> {
             Expr::Filter(Filter::ToJson, x, args) => {
                 let v = self.eval(x)?;
                 self.tojson_into(&v, args, out).map(|_| true)
+            }
+            // `x|trim` / `x.strip()` (no arguments) written straight from `x`: no new string.
+            Expr::Filter(Filter::Trim, x, args) | Expr::Method(Method::Strip, x, args)
+                if args.pos.is_empty() && args.kw.is_empty() =>
+            {
+                let v = self.eval(x)?;
+                let Some(text) = v.as_str() else { return Err(Bail) };
+                self.spend_bytes(text.len())?;
+                out.push_str(super::builtins::strip(text, None, true, true));
+                Ok(true)
             }
             Expr::Var(s) => {
                 self.spend(STEP)?;

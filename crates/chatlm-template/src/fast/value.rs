@@ -144,9 +144,10 @@ impl<'a> Value<'a> {
                 Some(j) => from_json(j, false),
                 None => Ok(Value::Undefined),
             },
-            Value::Dict(d) => {
-                Ok(d.iter().find(|(k, _)| k.as_str().is_some_and(|k| key_eq(k, name))).map_or(Value::Undefined, |(_, v)| v.clone()))
-            }
+            Value::Dict(d) => Ok(d
+                .iter()
+                .find(|(k, _)| k.as_str().is_some_and(|k| key_eq(k, name)))
+                .map_or(Value::Undefined, |(_, v)| v.clone())),
             Value::Ns(ns) => {
                 Ok(ns.borrow().iter().find(|(k, _)| key_eq(k, name)).map_or(Value::Undefined, |(_, v)| v.clone()))
             }
