@@ -100,6 +100,7 @@ impl<'a> Vm<'a> {
         self.lookup_ref(s).clone()
     }
 
+    #[inline]
     fn lookup_ref(&self, s: Sym) -> &Value<'a> {
         for (k, v) in self.locals[self.floor..].iter().rev() {
             if *k == s {
@@ -109,6 +110,7 @@ impl<'a> Vm<'a> {
         &self.globals[s as usize]
     }
 
+    #[inline]
     fn set(&mut self, s: Sym, v: Value<'a>) {
         match self.locals[self.frame..].iter_mut().rev().find(|(k, _)| *k == s) {
             Some(slot) => slot.1 = v,

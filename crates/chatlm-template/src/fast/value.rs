@@ -63,6 +63,7 @@ pub(super) enum Value<'a> {
 }
 
 /// A JSON value as a template value (`msg`: an object is a message).
+#[inline]
 pub(super) fn from_json(j: &Json, msg: bool) -> R<Value<'_>> {
     Ok(match j {
         Json::Null => Value::None,
@@ -113,6 +114,7 @@ impl<'a> Value<'a> {
     }
 
     /// Python truthiness (minijinja's `is_true`).
+    #[inline]
     pub(super) fn truthy(&self) -> R<bool> {
         Ok(match self {
             Value::Undefined | Value::None => false,
@@ -138,6 +140,7 @@ impl<'a> Value<'a> {
     }
 
     /// `value.name` / `value["name"]` on a map or namespace; a missing key is undefined.
+    #[inline]
     pub(super) fn get_attr(&self, name: &str) -> R<Value<'a>> {
         match self {
             Value::Obj(o) | Value::Msg(o) => match obj_get(o, matches!(self, Value::Msg(_)), name) {
@@ -276,6 +279,7 @@ impl<'a> Value<'a> {
     }
 
     /// What the environment's formatter prints for `{{ value }}` (Python's `str()`).
+    #[inline]
     pub(super) fn write_to(&self, out: &mut String) -> R<()> {
         match self {
             Value::Str(s) => out.push_str(s),
