@@ -8,13 +8,13 @@
 use std::rc::Rc;
 
 use super::ast::*;
-use super::value::{from_json, Bail, OrBail, Value, R};
+use super::value::{Bail, OrBail, Value, R};
 use super::Program;
 use crate::clock::DateTime;
 
 /// Fuel prices, in minijinja's units (64 per instruction, 1 per byte, 32 per visited item): one
 /// node here is at most a few instructions there, every byte and item is priced far higher.
-const STEP: i64 = 8 * 64;
+pub(super) const STEP: i64 = 8 * 64;
 pub(super) const BYTE: i64 = 32;
 pub(super) const ITEM: i64 = 64;
 
@@ -22,35 +22,35 @@ pub(super) const ITEM: i64 = 64;
 const MAX_MACRO_DEPTH: usize = 48;
 
 /// The name of a macro argument while the call's arguments are being evaluated.
-const PENDING: Sym = Sym::MAX;
+pub(super) const PENDING: Sym = Sym::MAX;
 
 /// Loop nesting the fast path allows.
-const MAX_LOOPS: usize = 8;
+pub(super) const MAX_LOOPS: usize = 8;
 
 pub(super) struct Vm<'a> {
     pub prog: &'a Program,
     pub globals: Vec<Value<'a>>,
-    locals: Vec<(Sym, Value<'a>)>,
+    pub(super) locals: Vec<(Sym, Value<'a>)>,
     /// Start of the current frame in `locals` (where `set` stores).
-    frame: usize,
+    pub(super) frame: usize,
     /// Where lookups stop (a macro body does not see its caller's variables).
-    floor: usize,
+    pub(super) floor: usize,
     /// (index, length) of the enclosing loops, innermost at `depth - 1` (no allocation: deeper
     /// nesting than this is left to minijinja).
-    loops: [(usize, usize); MAX_LOOPS],
-    loop_depth: usize,
+    pub(super) loops: [(usize, usize); MAX_LOOPS],
+    pub(super) loop_depth: usize,
     /// Which macros have been defined so far (by number; templates with more are not compiled).
-    macro_defined: u64,
+    pub(super) macro_defined: u64,
     /// Literal dicts already built this render, by expression address (they are immutable).
-    consts: Vec<(*const Expr, Value<'a>)>,
+    pub(super) consts: Vec<(*const Expr, Value<'a>)>,
     /// Byte ranges of the output written inside `{% generation %}` bodies, as they close.
     pub spans: Vec<std::ops::Range<usize>>,
     /// Nesting of captures (set blocks, macro bodies), whose text may never reach the output.
-    capturing: usize,
-    fuel: i64,
-    depth: usize,
-    max_depth: usize,
-    max_out: usize,
+    pub(super) capturing: usize,
+    pub(super) fuel: i64,
+    pub(super) depth: usize,
+    pub(super) max_depth: usize,
+    pub(super) max_out: usize,
     pub now: Option<DateTime>,
 }
 
@@ -96,12 +96,12 @@ impl<'a> Vm<'a> {
         self.spend((len as i64).saturating_mul(BYTE))
     }
 
-    fn lookup(&self, s: Sym) -> Value<'a> {
+    pub(super) fn lookup(&self, s: Sym) -> Value<'a> {
         self.lookup_ref(s).clone()
     }
 
     #[inline]
-    fn lookup_ref(&self, s: Sym) -> &Value<'a> {
+    pub(super) fn lookup_ref(&self, s: Sym) -> &Value<'a> {
         for (k, v) in self.locals[self.floor..].iter().rev() {
             if *k == s {
                 return v;
@@ -111,14 +111,14 @@ impl<'a> Vm<'a> {
     }
 
     #[inline]
-    fn set(&mut self, s: Sym, v: Value<'a>) {
+    pub(super) fn set(&mut self, s: Sym, v: Value<'a>) {
         match self.locals[self.frame..].iter_mut().rev().find(|(k, _)| *k == s) {
             Some(slot) => slot.1 = v,
             None => self.locals.push((s, v)),
         }
     }
 
-    fn bind(&mut self, t: &Target, v: Value<'a>) -> R<()> {
+    pub(super) fn bind(&mut self, t: &Target, v: Value<'a>) -> R<()> {
         match t {
             Target::Name(s) => self.set(*s, v),
             Target::Tuple(names) => {
@@ -197,110 +197,8 @@ impl<'a> Vm<'a> {
         Ok(())
     }
 
-    fn for_loop(&mut self, f: &'a ForLoop, out: &mut String) -> R<()> {
-        let (mut items, len) = match (&f.filter, self.pairs_source(f)) {
-            (None, Some(map)) => {
-                let map = self.eval(map)?;
-                let len = map.len()?;
-                (LoopItems::pairs(map)?, len)
-            }
-            (None, None) => {
-                let v = self.eval(&f.iter)?;
-                match v {
-                    Value::Arr(a) => (LoopItems::Arr(a.iter(), false), a.len()),
-                    Value::Msgs(a) => (LoopItems::Arr(a.iter(), true), a.len()),
-                    Value::List(l) | Value::Tuple(l) => {
-                        let len = l.len();
-                        (LoopItems::Shared(l, 0), len)
-                    }
-                    v => {
-                        let items = v.items()?;
-                        let len = items.len();
-                        (LoopItems::Vals(items.into_iter()), len)
-                    }
-                }
-            }
-            (Some(_), _) => {
-                let items = self.filtered_items(f)?;
-                let len = items.len();
-                (LoopItems::Vals(items.into_iter()), len)
-            }
-        };
-        self.spend(len as i64 * ITEM)?;
-        let (saved_frame, base) = (self.frame, self.locals.len());
-        self.frame = base;
-        if self.loop_depth == MAX_LOOPS {
-            return Err(Bail);
-        }
-        let level = self.loop_depth;
-        self.loops[level] = (0, len);
-        self.loop_depth += 1;
-        let mut i = 0;
-        while let Some((a, b)) = items.next()? {
-            self.spend(STEP)?;
-            self.loops[level].0 = i;
-            match (b, &f.target) {
-                (None, t) => self.bind(t, a)?,
-                (Some(b), Target::Tuple(names)) if names.len() == 2 => {
-                    self.set(names[0], a);
-                    self.set(names[1], b);
-                }
-                _ => return Err(Bail),
-            }
-            self.exec(&f.body, out)?;
-            i += 1;
-        }
-        self.loop_depth -= 1;
-        self.locals.truncate(base);
-        self.frame = saved_frame;
-        if len == 0 {
-            self.exec(&f.else_body, out)?;
-        }
-        Ok(())
-    }
-
-    /// For `for k, v in m|items` (or `m.items()`), the map expression: its pairs are visited
-    /// without building a tuple each (the `_it` check around it cannot fail: `items` gives a list).
-    fn pairs_source(&self, f: &'a ForLoop) -> Option<&'a Expr> {
-        let Target::Tuple(names) = &f.target else { return None };
-        let mut e = &f.iter;
-        if let Expr::Filter(Filter::NotNone, inner, args) = e {
-            if args.pos.is_empty() && args.kw.is_empty() {
-                e = inner;
-            }
-        }
-        match e {
-            Expr::Filter(Filter::Items, map, args) | Expr::Method(Method::Items, map, args)
-                if names.len() == 2 && args.pos.is_empty() && args.kw.is_empty() =>
-            {
-                Some(map)
-            }
-            _ => None,
-        }
-    }
-
-    /// The items of a loop with an `if` filter: evaluated with the target bound, outside the loop.
-    fn filtered_items(&mut self, f: &'a ForLoop) -> R<Vec<Value<'a>>> {
-        let items = self.eval(&f.iter)?.items()?;
-        self.spend(items.len() as i64 * ITEM)?;
-        let (saved_frame, base) = (self.frame, self.locals.len());
-        self.frame = base;
-        let mut kept = Vec::with_capacity(items.len());
-        if let Some(cond) = &f.filter {
-            for item in items {
-                self.bind(&f.target, item.clone())?;
-                if self.eval(cond)?.truthy()? {
-                    kept.push(item);
-                }
-            }
-        }
-        self.locals.truncate(base);
-        self.frame = saved_frame;
-        Ok(kept)
-    }
-
     /// Whether `e` is true, reading a plain variable in place.
-    fn truthy(&mut self, e: &'a Expr) -> R<bool> {
+    pub(super) fn truthy(&mut self, e: &'a Expr) -> R<bool> {
         match e {
             Expr::Var(s) => {
                 self.spend(STEP)?;
@@ -311,7 +209,7 @@ impl<'a> Vm<'a> {
     }
 
     /// `{{ e }}`: string concatenations are written piece by piece instead of being built first.
-    fn emit(&mut self, e: &'a Expr, out: &mut String) -> R<()> {
+    pub(super) fn emit(&mut self, e: &'a Expr, out: &mut String) -> R<()> {
         match e {
             Expr::Var(s) => {
                 self.spend(STEP)?;
@@ -341,7 +239,7 @@ impl<'a> Vm<'a> {
     }
 
     /// Writes `e` if it evaluates to a string; `false` (with `out` partly written) if it does not.
-    fn emit_str(&mut self, e: &'a Expr, out: &mut String) -> R<bool> {
+    pub(super) fn emit_str(&mut self, e: &'a Expr, out: &mut String) -> R<bool> {
         match e {
             Expr::Str(s) => {
                 out.push_str(s);
@@ -397,12 +295,12 @@ impl<'a> Vm<'a> {
     }
 
     /// One side of `~`: strings, integers and undefined print as minijinja's `Display` does.
-    fn emit_display(&mut self, e: &'a Expr, out: &mut String) -> R<bool> {
+    pub(super) fn emit_display(&mut self, e: &'a Expr, out: &mut String) -> R<bool> {
         if let Expr::Bin(BinOp::Add | BinOp::Concat, ..) = e {
             return self.emit_str(e, out);
         }
         let v = self.eval(e)?;
-        Ok(display(&v, out))
+        Ok(super::ops::display(&v, out))
     }
 
     /// Evaluates an expression. The commonest nodes are handled here, small enough to inline into
@@ -413,12 +311,17 @@ impl<'a> Vm<'a> {
         match e {
             Expr::Str(s) => Ok(Value::Str(s)),
             Expr::Var(s) => Ok(self.lookup(*s)),
+            // `name.attr` (`message.role`...) reads the variable in place.
+            Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
+                let Expr::Var(s) = **obj else { return Err(Bail) };
+                self.lookup_ref(s).get_attr(name)
+            }
             _ => self.eval_node(e),
         }
     }
 
     #[inline(never)]
-    fn eval_node(&mut self, e: &'a Expr) -> R<Value<'a>> {
+    pub(super) fn eval_node(&mut self, e: &'a Expr) -> R<Value<'a>> {
         Ok(match e {
             Expr::Str(s) => Value::Str(s),
             Expr::Int(i) => Value::Int(*i),
@@ -566,7 +469,7 @@ impl<'a> Vm<'a> {
         })
     }
 
-    fn dict(&mut self, items: &'a [(Expr, Expr)]) -> R<Value<'a>> {
+    pub(super) fn dict(&mut self, items: &'a [(Expr, Expr)]) -> R<Value<'a>> {
         self.spend(items.len() as i64 * ITEM)?;
         let mut pairs: Vec<(Value<'a>, Value<'a>)> = Vec::with_capacity(items.len());
         for (k, v) in items {
@@ -580,256 +483,8 @@ impl<'a> Vm<'a> {
         }
         Ok(Value::Dict(Rc::new(pairs)))
     }
-
-    fn binop(&mut self, op: BinOp, l: Value<'a>, r: Value<'a>) -> R<Value<'a>> {
-        use Value::{Float, Int};
-        Ok(match (op, &l, &r) {
-            (BinOp::Eq, ..) => Value::Bool(l.equals(&r)?),
-            (BinOp::Ne, ..) => Value::Bool(!l.equals(&r)?),
-            (BinOp::In, ..) => Value::Bool(self.contains(&r, &l)?),
-            (BinOp::Add, Int(a), Int(b)) => Int(a.checked_add(*b).or_bail()?),
-            (BinOp::Sub, Int(a), Int(b)) => Int(a.checked_sub(*b).or_bail()?),
-            (BinOp::Mul, Int(a), Int(b)) => Int(a.checked_mul(*b).or_bail()?),
-            (BinOp::FloorDiv, Int(a), Int(b)) if *b > 0 && *a >= 0 => Int(a / b),
-            (BinOp::Rem, Int(a), Int(b)) if *b > 0 && *a >= 0 => Int(a % b),
-            (BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge, ..) => {
-                let ord = match (&l, &r) {
-                    (Int(a), Int(b)) => a.cmp(b),
-                    _ => match (l.as_str(), r.as_str()) {
-                        (Some(a), Some(b)) => a.cmp(b),
-                        _ => {
-                            let (a, b) = (as_f64(&l).or_bail()?, as_f64(&r).or_bail()?);
-                            a.partial_cmp(&b).or_bail()?
-                        }
-                    },
-                };
-                Value::Bool(match op {
-                    BinOp::Lt => ord.is_lt(),
-                    BinOp::Le => ord.is_le(),
-                    BinOp::Gt => ord.is_gt(),
-                    _ => ord.is_ge(),
-                })
-            }
-            (BinOp::Add | BinOp::Concat, ..) => {
-                let mut s = String::new();
-                let ok = if op == BinOp::Add {
-                    match (l.as_str(), r.as_str()) {
-                        (Some(a), Some(b)) => {
-                            s.reserve(a.len() + b.len());
-                            s.push_str(a);
-                            s.push_str(b);
-                            true
-                        }
-                        _ => false,
-                    }
-                } else {
-                    display(&l, &mut s) && display(&r, &mut s)
-                };
-                if !ok {
-                    let (a, b) = (as_f64(&l).or_bail()?, as_f64(&r).or_bail()?);
-                    if op == BinOp::Concat || matches!((&l, &r), (Int(_), Int(_))) {
-                        return Err(Bail);
-                    }
-                    return Ok(Float(a + b));
-                }
-                self.spend_bytes(s.len())?;
-                Value::String(Rc::new(s))
-            }
-            (BinOp::Sub | BinOp::Mul | BinOp::Div, ..) => {
-                let (a, b) = (as_f64(&l).or_bail()?, as_f64(&r).or_bail()?);
-                match op {
-                    BinOp::Sub => Float(a - b),
-                    BinOp::Mul => Float(a * b),
-                    _ if b != 0.0 => Float(a / b),
-                    _ => return Err(Bail),
-                }
-            }
-            _ => return Err(Bail),
-        })
-    }
-
-    /// `needle in container`.
-    pub(super) fn contains(&mut self, container: &Value<'a>, needle: &Value<'a>) -> R<bool> {
-        match container {
-            Value::Undefined => Ok(false),
-            Value::Str(_) | Value::String(_) => {
-                let hay = container.as_str().unwrap_or_default();
-                self.spend_bytes(hay.len())?;
-                Ok(hay.contains(needle.as_str().or_bail()?))
-            }
-            Value::Obj(_) | Value::Msg(_) | Value::Dict(_) => {
-                Ok(!matches!(container.get_attr(needle.as_str().or_bail()?)?, Value::Undefined))
-            }
-            Value::Arr(_) | Value::Msgs(_) | Value::List(_) | Value::Tuple(_) => {
-                let items = container.items()?;
-                self.spend(items.len() as i64 * ITEM)?;
-                for item in &items {
-                    if item.equals(needle)? {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            }
-            _ => Err(Bail),
-        }
-    }
-
-    fn slice(&mut self, obj: Value<'a>, [start, stop, step]: [Option<i64>; 3]) -> R<Value<'a>> {
-        let len = obj.len()? as i64;
-        let step = step.unwrap_or(1);
-        if step == 0 {
-            return Err(Bail);
-        }
-        // Python's slice.indices().
-        let clamp = |i: i64, lo: i64, hi: i64| if i < 0 { (i + len).max(lo) } else { i.min(hi) };
-        let (lo, hi) = if step > 0 { (0, len) } else { (-1, len - 1) };
-        let start = start.map_or(if step > 0 { 0 } else { len - 1 }, |i| clamp(i, lo, hi));
-        let stop = stop.map_or(if step > 0 { len } else { -1 }, |i| clamp(i, lo, hi));
-        if step == 1 {
-            let (s, e) = (start as usize, stop.max(start) as usize);
-            match obj {
-                Value::Arr(a) => return Ok(Value::Arr(&a[s..e])),
-                Value::Msgs(a) => return Ok(Value::Msgs(&a[s..e])),
-                _ => {}
-            }
-        }
-        let mut picked = Vec::new();
-        let mut i = start;
-        while (step > 0 && i < stop) || (step < 0 && i > stop) {
-            picked.push(obj.index(i)?);
-            i += step;
-        }
-        self.spend(picked.len() as i64 * ITEM)?;
-        Ok(Value::List(Rc::new(picked)))
-    }
-
-    fn call_macro(&mut self, s: Sym, args: &'a Args, out: &mut String) -> R<()> {
-        let id = self.prog.macro_of_sym[s as usize].or_bail()?;
-        if self.macro_defined & (1 << id) == 0 || self.locals[self.floor..].iter().any(|(k, _)| *k == s) {
-            return Err(Bail);
-        }
-        let m = &self.prog.macros[id];
-        if args.pos.len() > m.params.len() {
-            return Err(Bail);
-        }
-        // Arguments are evaluated in the caller's scope straight onto the stack, under a name no
-        // lookup matches until the macro's frame starts.
-        let base = self.locals.len();
-        for a in &args.pos {
-            let v = self.eval(a)?;
-            self.locals.push((PENDING, v));
-        }
-        for _ in args.pos.len()..m.params.len() {
-            self.locals.push((PENDING, Value::Undefined));
-        }
-        for (name, a) in &args.kw {
-            let i = m.params.iter().position(|(p, _)| *self.prog.syms[*p as usize] == **name).or_bail()?;
-            if i < args.pos.len() || args.kw.iter().filter(|(k, _)| k == name).count() > 1 {
-                return Err(Bail);
-            }
-            let v = self.eval(a)?;
-            self.locals[base + i].1 = v;
-        }
-        for (i, (p, default)) in m.params.iter().enumerate() {
-            let slot = &mut self.locals[base + i];
-            slot.0 = *p;
-            let given = i < args.pos.len() || args.kw.iter().any(|(k, _)| *self.prog.syms[*p as usize] == **k);
-            if !given {
-                // Only literal defaults: when other expressions are evaluated is minijinja's business.
-                slot.1 = match default {
-                    None => Value::Undefined,
-                    Some(Expr::Str(s)) => Value::Str(s),
-                    Some(Expr::Int(n)) => Value::Int(*n),
-                    Some(Expr::Float(f)) => Value::Float(*f),
-                    Some(Expr::Bool(b)) => Value::Bool(*b),
-                    Some(Expr::None) => Value::None,
-                    Some(_) => return Err(Bail),
-                };
-            }
-        }
-        self.depth += 1;
-        self.capturing += 1;
-        if self.depth > self.max_depth {
-            return Err(Bail);
-        }
-        let saved = (self.frame, self.floor);
-        (self.frame, self.floor) = (base, base);
-        self.exec(&m.body, out)?;
-        self.locals.truncate(base);
-        (self.frame, self.floor) = saved;
-        self.depth -= 1;
-        self.capturing -= 1;
-        Ok(())
-    }
-}
-
-/// What a loop visits: an item, or a (key, value) pair of `items`.
-enum LoopItems<'a> {
-    Arr(std::slice::Iter<'a, serde_json::Value>, bool),
-    Vals(std::vec::IntoIter<Value<'a>>),
-    Shared(Rc<Vec<Value<'a>>>, usize),
-    Obj(serde_json::map::Iter<'a>, bool),
-    Dict(Rc<Vec<(Value<'a>, Value<'a>)>>, usize),
-}
-
-impl<'a> LoopItems<'a> {
-    fn pairs(map: Value<'a>) -> R<LoopItems<'a>> {
-        match map {
-            Value::Obj(o) => Ok(LoopItems::Obj(o.iter(), false)),
-            Value::Msg(o) => Ok(LoopItems::Obj(o.iter(), true)),
-            Value::Dict(d) => Ok(LoopItems::Dict(d, 0)),
-            _ => Err(Bail),
-        }
-    }
-
-    fn next(&mut self) -> R<Option<(Value<'a>, Option<Value<'a>>)>> {
-        Ok(match self {
-            LoopItems::Arr(it, msg) => match it.next() {
-                Some(j) => Some((from_json(j, *msg)?, None)),
-                None => None,
-            },
-            LoopItems::Vals(it) => it.next().map(|v| (v, None)),
-            LoopItems::Shared(l, i) => {
-                let item = l.get(*i).cloned();
-                *i += 1;
-                item.map(|v| (v, None))
-            }
-            LoopItems::Obj(it, hide) => match it.find(|(_, v)| !(*hide && v.is_null())) {
-                Some((k, v)) => Some((Value::Str(k), Some(from_json(v, false)?))),
-                None => None,
-            },
-            LoopItems::Dict(d, i) => {
-                let pair = d.get(*i).cloned();
-                *i += 1;
-                pair.map(|(k, v)| (k, Some(v)))
-            }
-        })
-    }
 }
 
 fn is_literal(e: &Expr) -> bool {
     matches!(e, Expr::Str(_) | Expr::Int(_) | Expr::Float(_) | Expr::Bool(_) | Expr::None)
-}
-
-/// minijinja's `Display` of a value, for `~`: only the kinds that print the same as in Python.
-fn display(v: &Value<'_>, out: &mut String) -> bool {
-    match v {
-        Value::Str(s) => out.push_str(s),
-        Value::String(s) => out.push_str(s),
-        Value::Int(i) => {
-            use std::fmt::Write;
-            let _ = write!(out, "{i}");
-        }
-        Value::Undefined => {}
-        _ => return false,
-    }
-    true
-}
-
-fn as_f64(v: &Value<'_>) -> Option<f64> {
-    match v {
-        Value::Int(i) => Some(*i as f64),
-        Value::Float(f) => Some(*f),
-        _ => None,
-    }
 }

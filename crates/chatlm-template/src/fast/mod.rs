@@ -21,7 +21,9 @@ mod ast;
 mod builtins;
 mod eval;
 mod expr;
+mod flow;
 mod lexer;
+mod ops;
 mod parser;
 mod value;
 
