@@ -81,3 +81,21 @@ fn a_padded_batch_of_one_still_decodes_like_the_candle_path() {
     let whole = model.forward_batch_last(&BatchInput { ids: vec![ids], attention_mask: vec![mask] }, &mut cache).unwrap();
     assert!(max_diff(&native, &whole[0]) < 1e-4, "{}", max_diff(&native, &whole[0]));
 }
+
+#[test]
+fn long_contexts_still_match() {
+    // 150 cached tokens after a native prefill: the attention kernels take 16 keys at a time
+    // and prefetch ahead, so runs longer than the 12-token prompt above matter.
+    let prompt: Vec<u32> = (0..150u32).map(|i| 1 + (i * 37) % 120).collect();
+    for name in ["llama3_gguf_f16"] {
+        let model = load(name, None);
+        let mut cache = model.new_cache(1, prompt.len()).unwrap();
+        let whole = model.forward(&prompt, &mut cache).unwrap().to_vec2::<f32>().unwrap();
+        let mut cache = model.new_cache(1, prompt.len()).unwrap();
+        model.forward_last(&prompt[..140], &mut cache).unwrap();
+        for (i, &t) in prompt.iter().enumerate().skip(140) {
+            let step = model.forward_last(&[t], &mut cache).unwrap();
+            assert!(max_diff(&whole[i], &step) < 1e-4, "{name} position {i}: {}", max_diff(&whole[i], &step));
+        }
+    }
+}
