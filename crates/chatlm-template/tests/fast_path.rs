@@ -391,3 +391,25 @@ fn constructs_render_identically() {
         }
     }
 }
+
+/// A compiled template is shared by threads (the CLI's workers do): the fast path keeps no state
+/// between renders except an output-size hint.
+#[test]
+fn shared_templates_render_identically_on_many_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ChatTemplate>();
+    let Some((_, tpl, tokens)) = golden_templates().into_iter().find(|(name, ..)| name == "qwen3") else { return };
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (tpl, tokens) = (&tpl, &tokens);
+            s.spawn(move || {
+                let mut rng = Rng(0x1234_5678 + t);
+                for i in 0..50 {
+                    let mut req = random_request(&mut rng);
+                    req.special_tokens = tokens.clone();
+                    check(tpl, &req, &format!("thread {t} #{i}"));
+                }
+            });
+        }
+    });
+}
