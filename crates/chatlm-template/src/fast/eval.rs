@@ -204,8 +204,25 @@ impl<'a> Vm<'a> {
                 self.spend(STEP)?;
                 self.lookup_ref(*s).truthy()
             }
+            // `if message.role == "user"`: the commonest condition, without a boolean value.
+            Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {
+                self.spend(STEP)?;
+                Ok(self.eq_literal(l, r)? == (*op == BinOp::Eq))
+            }
             _ => self.eval(e)?.truthy(),
         }
+    }
+
+    /// `l == r` where `r` is a string literal.
+    #[inline]
+    fn eq_literal(&mut self, l: &'a Expr, r: &'a Expr) -> R<bool> {
+        let Expr::Str(lit) = r else { return Err(Bail) };
+        Ok(match self.eval(l)? {
+            Value::Str(s) => super::value::key_eq(s, lit),
+            Value::String(s) => super::value::key_eq(&s, lit),
+            Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
+            _ => false,
+        })
     }
 
     /// `{{ e }}`: string concatenations are written piece by piece instead of being built first.
@@ -417,14 +434,7 @@ impl<'a> Vm<'a> {
             }
             // `x == "literal"`, the most common comparison, without building the literal.
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {
-                let Expr::Str(lit) = &**r else { return Err(Bail) };
-                let equal = match self.eval(l)? {
-                    Value::Str(s) => super::value::key_eq(s, lit),
-                    Value::String(s) => super::value::key_eq(&s, lit),
-                    Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
-                    _ => false,
-                };
-                Value::Bool(equal == (*op == BinOp::Eq))
+                Value::Bool(self.eq_literal(l, r)? == (*op == BinOp::Eq))
             }
             Expr::Bin(op, l, r) => {
                 let l = self.eval(l)?;
