@@ -204,6 +204,20 @@ impl<'a> Vm<'a> {
                 self.spend(STEP)?;
                 self.lookup_ref(*s).truthy()
             }
+            // Conditions combine with `not`/`and`/`or`: only their truth matters here (the value of
+            // `a and b` is `a` when `a` is false, else `b`; so is its truth).
+            Expr::Not(x) => {
+                self.spend(STEP)?;
+                Ok(!self.truthy(x)?)
+            }
+            Expr::Bin(BinOp::And, l, r) => {
+                self.spend(STEP)?;
+                Ok(self.truthy(l)? && self.truthy(r)?)
+            }
+            Expr::Bin(BinOp::Or, l, r) => {
+                self.spend(STEP)?;
+                Ok(self.truthy(l)? || self.truthy(r)?)
+            }
             // `if message.role == "user"`: the commonest condition, without a boolean value.
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {
                 self.spend(STEP)?;
