@@ -218,6 +218,16 @@ impl<'a> Vm<'a> {
                 self.spend(STEP)?;
                 Ok(self.truthy(l)? || self.truthy(r)?)
             }
+            Expr::Test(t, x, args) if args.pos.is_empty() && args.kw.is_empty() => {
+                self.spend(STEP)?;
+                match &**x {
+                    Expr::Var(s) => super::builtins::kind_test(*t, self.lookup_ref(*s)),
+                    x => {
+                        let v = self.eval(x)?;
+                        super::builtins::kind_test(*t, &v)
+                    }
+                }
+            }
             // `if message.role == "user"`: the commonest condition, without a boolean value.
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {
                 self.spend(STEP)?;
