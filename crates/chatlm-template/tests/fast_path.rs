@@ -370,6 +370,9 @@ fn constructs_render_identically() {
         "{{ strftime_now('%Y-%m-%d %H:%M') }}{% if strftime_now is defined %}yes{% endif %}{{ bos_token }}{{ eos_token is none }}",
         "{% generation %}{{ messages[0].role }}{% endgeneration %} and {% generation %}b{% endgeneration %}",
         "{{ tools is none }}{{ documents is none }}{% for t in tools or [] %}{{ t.function.name }}{% endfor %}",
+        "{{ 'a' ~ nothing ~ 'b' }}{% for x in nothing %}a{% else %}b{% endfor %}{{ nothing|length }}{{ nothing|default(1) }}",
+        "{% if messages[0].role is defined and not (messages[0].extra is defined) or false %}y{% endif %}{{ {'a': 1, 'a': 2} }}",
+        "{%+ if true %}  x{%+ endif %}\n  {{+ 'y' }}\r\n{#- c -#}\n z {{ -1 }}{{ 1.0 }}{{ 10 / 4 }}{{ [1, 2] == [1, 2] }}{{ (1, 2) == [1, 2] }}",
     ];
     let requests = [
         ChatRequest::new(vec![
