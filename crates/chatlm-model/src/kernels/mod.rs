@@ -542,7 +542,10 @@ impl MatMulKernels for CpuKernels {
         let dense = self.isa == Isa::Avx2 && matches!(w.format, BlockFormat::F16 | BlockFormat::F32) && m >= 4;
         #[cfg(not(target_arch = "x86_64"))]
         let dense = false;
+        #[cfg(target_arch = "x86_64")]
         let panels = dense && gemm::TileIsa::detect() == gemm::TileIsa::Avx512;
+        #[cfg(not(target_arch = "x86_64"))]
+        let panels = false;
         // Prompts take the packed VNNI panels; the repacking needs a few rows to pay off.
         #[cfg(target_arch = "x86_64")]
         let qpanels = self.wide && qpanel::supports(w.format) && m >= 8;
