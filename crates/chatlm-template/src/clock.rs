@@ -123,7 +123,10 @@ impl DateTime {
     /// %u %C %G %V %s`-style extras where cheap, and glibc's `-` flag (`%-d`) that drops padding.
     /// Unknown directives are copied as written, as glibc does.
     pub fn strftime(&self, format: &str) -> String {
-        let mut out = String::new();
+        use fmt::Write as _;
+        // Every piece is written straight into the result (templates call this once per render,
+        // a `String` per directive showed in profiles). Writing to a `String` cannot fail.
+        let mut out = String::with_capacity(format.len() + 16);
         let mut chars = format.chars().peekable();
         while let Some(c) = chars.next() {
             if c != '%' {
@@ -139,60 +142,57 @@ impl DateTime {
                 out.push('%');
                 break;
             };
-            let num = |v: u32, width: usize| if no_pad { v.to_string() } else { format!("{v:0width$}") };
+            let num = |out: &mut String, v: u32, width: usize| {
+                let _ = if no_pad { write!(out, "{v}") } else { write!(out, "{v:0width$}") };
+            };
+            macro_rules! w {
+                ($($arg:tt)*) => {{
+                    let _ = write!(out, $($arg)*);
+                }};
+            }
             let hour12 = match self.hour % 12 {
                 0 => 12,
                 h => h,
             };
-            let piece = match spec {
-                'a' => WEEKDAYS[self.weekday()][..3].to_string(),
-                'A' => WEEKDAYS[self.weekday()].to_string(),
-                'b' | 'h' => MONTHS[self.month as usize - 1][..3].to_string(),
-                'B' => MONTHS[self.month as usize - 1].to_string(),
-                'd' => num(self.day, 2),
-                'e' => if no_pad { self.day.to_string() } else { format!("{:2}", self.day) },
-                'm' => num(self.month, 2),
-                'y' => num(self.year.rem_euclid(100) as u32, 2),
-                'Y' => self.year.to_string(),
-                'C' => num((self.year / 100) as u32, 2),
-                'H' => num(self.hour, 2),
-                'I' => num(hour12, 2),
-                'M' => num(self.minute, 2),
-                'S' => num(self.second, 2),
-                'p' => if self.hour < 12 { "AM" } else { "PM" }.to_string(),
-                'j' => num(self.day_of_year(), 3),
-                'u' => (self.weekday() + 1).to_string(),
-                'w' => ((self.weekday() + 1) % 7).to_string(),
-                'F' => format!("{:04}-{:02}-{:02}", self.year, self.month, self.day),
-                'T' => format!("{:02}:{:02}:{:02}", self.hour, self.minute, self.second),
-                'R' => format!("{:02}:{:02}", self.hour, self.minute),
-                'D' => format!("{:02}/{:02}/{:02}", self.month, self.day, self.year.rem_euclid(100)),
-                'x' => format!("{:02}/{:02}/{:02}", self.month, self.day, self.year.rem_euclid(100)),
-                'X' => format!("{:02}:{:02}:{:02}", self.hour, self.minute, self.second),
-                'c' => format!(
-                    "{} {} {:2} {:02}:{:02}:{:02} {}",
+            let (year, month, day) = (self.year, self.month, self.day);
+            let (hour, minute, second) = (self.hour, self.minute, self.second);
+            match spec {
+                'a' => out.push_str(&WEEKDAYS[self.weekday()][..3]),
+                'A' => out.push_str(WEEKDAYS[self.weekday()]),
+                'b' | 'h' => out.push_str(&MONTHS[month as usize - 1][..3]),
+                'B' => out.push_str(MONTHS[month as usize - 1]),
+                'd' => num(&mut out, day, 2),
+                'e' if no_pad => w!("{day}"),
+                'e' => w!("{day:2}"),
+                'm' => num(&mut out, month, 2),
+                'y' => num(&mut out, year.rem_euclid(100) as u32, 2),
+                'Y' => w!("{year}"),
+                'C' => num(&mut out, (year / 100) as u32, 2),
+                'H' => num(&mut out, hour, 2),
+                'I' => num(&mut out, hour12, 2),
+                'M' => num(&mut out, minute, 2),
+                'S' => num(&mut out, second, 2),
+                'p' => out.push_str(if hour < 12 { "AM" } else { "PM" }),
+                'j' => num(&mut out, self.day_of_year(), 3),
+                'u' => w!("{}", self.weekday() + 1),
+                'w' => w!("{}", (self.weekday() + 1) % 7),
+                'F' => w!("{year:04}-{month:02}-{day:02}"),
+                'T' | 'X' => w!("{hour:02}:{minute:02}:{second:02}"),
+                'R' => w!("{hour:02}:{minute:02}"),
+                'D' | 'x' => w!("{month:02}/{day:02}/{:02}", year.rem_euclid(100)),
+                'c' => w!(
+                    "{} {} {day:2} {hour:02}:{minute:02}:{second:02} {year}",
                     &WEEKDAYS[self.weekday()][..3],
-                    &MONTHS[self.month as usize - 1][..3],
-                    self.day,
-                    self.hour,
-                    self.minute,
-                    self.second,
-                    self.year
+                    &MONTHS[month as usize - 1][..3],
                 ),
-                'n' => "\n".to_string(),
-                't' => "\t".to_string(),
-                '%' => "%".to_string(),
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                '%' => out.push('%'),
                 // A naive datetime has no zone: Python prints nothing for these.
-                'z' | 'Z' => String::new(),
-                other => {
-                    if no_pad {
-                        format!("%-{other}")
-                    } else {
-                        format!("%{other}")
-                    }
-                }
-            };
-            out.push_str(&piece);
+                'z' | 'Z' => {}
+                other if no_pad => w!("%-{other}"),
+                other => w!("%{other}"),
+            }
         }
         out
     }
@@ -217,6 +217,14 @@ mod tests {
         let t = DateTime::parse("2025-03-09T14:05:00").unwrap();
         assert_eq!(t.strftime("%A %a %B %b %d %-d %e %j %Y-%m-%d %I:%M %p %%"), "Sunday Sun March Mar 09 9  9 068 2025-03-09 02:05 PM %");
         assert_eq!(t.to_string(), "2025-03-09T14:05:00");
+        // Expected texts from Python's `datetime.strftime` (glibc).
+        let t = DateTime::parse("2025-03-09T14:05:07").unwrap();
+        assert_eq!(
+            t.strftime("%F %T %R %D %x %X|%c|%n%t%z%Z %y %C %H %S %u %w %-m %-H %-I %e %-e|%q"),
+            "2025-03-09 14:05:07 14:05 03/09/25 03/09/25 14:05:07|Sun Mar  9 14:05:07 2025|\n\t 25 20 14 07 7 0 3 14 2  9 9|%q"
+        );
+        let t = DateTime::parse("2024-12-31T00:00:00").unwrap();
+        assert_eq!(t.strftime("%j %I %p %a %-j %"), "366 12 AM Tue 366 %");
         assert_eq!(DateTime::from_unix(0).to_string(), "1970-01-01T00:00:00");
         assert_eq!(DateTime::from_unix(951_782_400).to_string(), "2000-02-29T00:00:00");
         assert!(DateTime::parse("2025-02-29").is_none());
