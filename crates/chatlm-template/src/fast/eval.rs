@@ -241,6 +241,15 @@ impl<'a> Vm<'a> {
     #[inline]
     fn eq_literal(&mut self, l: &'a Expr, r: &'a Expr) -> R<bool> {
         let Expr::Str(lit) = r else { return Err(Bail) };
+        // `message.role == "user"`: compared in the request's JSON.
+        if let Expr::Attr(obj, name) = l {
+            if let Expr::Var(s) = **obj {
+                if let Some(eq) = self.lookup_ref(s).attr_eq_str(name, lit) {
+                    self.spend(STEP)?;
+                    return eq;
+                }
+            }
+        }
         Ok(match self.eval(l)? {
             Value::Str(s) => super::value::key_eq(s, lit),
             Value::String(s) => super::value::key_eq(&s, lit),

@@ -150,6 +150,18 @@ mod tests {
     }
 
     #[test]
+    fn attribute_comparisons_read_the_json_in_place() {
+        let src = "{% for m in messages %}{% if m.x == 'a' %}y{% elif m.x != 'b' %}n{% endif %}{% endfor %}";
+        let msgs = json!([{"x": "a"}, {"x": "b"}, {"x": 5}, {"x": [1]}, {"x": {"a": 1}}, {"x": false}]);
+        assert_eq!(render(src, msgs).unwrap(), "ynnnn");
+        // Missing, or null in a message (hidden): undefined is minijinja's to compare.
+        assert_eq!(render(src, json!([{"role": "user"}])), None);
+        assert_eq!(render(src, json!([{"x": null}])), None);
+        // A number no template value can hold gives up too.
+        assert_eq!(render(src, json!([{"x": u64::MAX}])), None);
+    }
+
+    #[test]
     fn unsupported_constructs_are_left_to_minijinja() {
         assert!(compile("{% raw %}x{% endraw %}").is_none());
         assert!(compile("{{ x|wordcount }}").is_none());

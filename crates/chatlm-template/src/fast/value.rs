@@ -158,6 +158,20 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// `self.name == lit` for a JSON object, as [`Value::get_attr`] then a comparison would say,
+    /// without building the attribute's value (`None`: not a JSON object, ask the general path).
+    #[inline]
+    pub(super) fn attr_eq_str(&self, name: &str, lit: &str) -> Option<R<bool>> {
+        let (Value::Obj(o) | Value::Msg(o)) = self else { return None };
+        Some(match obj_get(o, matches!(self, Value::Msg(_)), name) {
+            Some(Json::String(s)) => Ok(key_eq(s, lit)),
+            // Undefined compared with a string is minijinja's to report (or not).
+            None => Err(Bail),
+            // Other values are unequal to a string, once they convert at all.
+            Some(j) => from_json(j, false).map(|_| false),
+        })
+    }
+
     /// Item `i` of a sequence, negative from the end; out of range is undefined.
     pub(super) fn index(&self, i: i64) -> R<Value<'a>> {
         let len = self.len()? as i64;
