@@ -9,9 +9,9 @@
 //! every activation row past it; attention uses the same kernel with the transposed keys or
 //! the values (already `[token][dim]`) as the panel.
 //!
-//! The AVX-512 kernel is chosen at run time; the portable one (plain Rust loops over the
-//! panel, which the compiler vectorises, with FMA where AVX2 is there) is both the
-//! reference in tests and the path on other CPUs.
+//! The AVX-512 kernel is chosen at run time, else an AVX2 one (3 rows × 32 columns); the
+//! portable one (plain Rust loops over the panel, which the compiler vectorises) is the
+//! path on other CPUs.
 
 /// Columns of a panel: two 512-bit vectors of f32.
 pub(crate) const NR: usize = 32;
@@ -111,41 +111,50 @@ impl Tile<'_> {
             // SAFETY: `Fma` is only detected on CPUs with AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
             TileIsa::Fma => unsafe { self.rows_fma(c, ldc) },
-            TileIsa::Portable => unsafe { self.rows_portable::<false>(c, ldc) },
+            TileIsa::Portable => unsafe { self.rows_portable(c, ldc) },
         }
     }
 
+    /// Three rows at a time: 12 accumulators of the 16 AVX2 registers, the panel's row
+    /// read straight into the FMAs (the portable loops spilled, ~3x slower).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn rows_fma(&self, c: *mut f32, ldc: usize) {
-        self.rows_portable::<true>(c, ldc);
+        let mut i = 0;
+        while i < self.rows {
+            match self.rows - i {
+                1 => tile256::<1>(self, i, c, ldc),
+                2 => tile256::<2>(self, i, c, ldc),
+                _ => tile256::<3>(self, i, c, ldc),
+            }
+            i += 3;
+        }
     }
 
     /// Four rows at a time with `[f32; NR]` accumulators the compiler keeps in vectors.
     #[inline(always)]
-    unsafe fn rows_portable<const FMA: bool>(&self, c: *mut f32, ldc: usize) {
+    unsafe fn rows_portable(&self, c: *mut f32, ldc: usize) {
         let mut i = 0;
         while i < self.rows {
             match self.rows - i {
-                1 => self.portable::<1, FMA>(i, c, ldc),
-                2 => self.portable::<2, FMA>(i, c, ldc),
-                3 => self.portable::<3, FMA>(i, c, ldc),
-                _ => self.portable::<4, FMA>(i, c, ldc),
+                1 => self.portable::<1>(i, c, ldc),
+                2 => self.portable::<2>(i, c, ldc),
+                3 => self.portable::<3>(i, c, ldc),
+                _ => self.portable::<4>(i, c, ldc),
             }
             i += 4;
         }
     }
 
     #[inline(always)]
-    unsafe fn portable<const R: usize, const FMA: bool>(&self, i0: usize, c: *mut f32, ldc: usize) {
+    unsafe fn portable<const R: usize>(&self, i0: usize, c: *mut f32, ldc: usize) {
         let mut acc = [[0.0f32; NR]; R];
         for k in 0..self.depth {
             let bk: &[f32; NR] = self.b[k * self.ldb..k * self.ldb + NR].try_into().unwrap_or(&[0.0; NR]);
             for (r, acc) in acc.iter_mut().enumerate() {
                 let av = self.a[(i0 + r) * self.lda + k];
                 for (s, &bv) in acc.iter_mut().zip(bk) {
-                    // `mul_add` is one instruction with FMA and a libm call without it.
-                    *s = if FMA { av.mul_add(bv, *s) } else { *s + av * bv };
+                    *s += av * bv;
                 }
             }
         }
@@ -186,5 +195,33 @@ unsafe fn tile512<const R: usize>(t: &Tile, c: *mut f32, ldc: usize) {
         }
         _mm512_mask_storeu_ps(row, lo, v0);
         _mm512_mask_storeu_ps(row.add(16), hi, v1);
+    }
+}
+
+/// The AVX2 tile of `R ≤ 3` rows from row `i0`: 4·R accumulators.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile256<const R: usize>(t: &Tile, i0: usize, c: *mut f32, ldc: usize) {
+    use std::arch::x86_64::*;
+    let (a, b) = (t.a.as_ptr().add(i0 * t.lda), t.b.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 4]; R];
+    for k in 0..t.depth {
+        let bk = b.add(k * t.ldb);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let av = _mm256_set1_ps(*a.add(r * t.lda + k));
+            for (j, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(av, _mm256_loadu_ps(bk.add(8 * j)), *acc);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let mut row = [0.0f32; NR];
+        for (j, v) in acc.iter().enumerate() {
+            _mm256_storeu_ps(row.as_mut_ptr().add(8 * j), *v);
+        }
+        for (j, &v) in row.iter().enumerate().take(t.cols) {
+            let o = c.add((i0 + r) * ldc + j);
+            *o = if t.accumulate { *o + v } else { v };
+        }
     }
 }
