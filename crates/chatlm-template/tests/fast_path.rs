@@ -19,14 +19,8 @@ use golden_line::request_from_line;
 /// Golden templates rendered by minijinja only (they use something the fast renderer does not).
 const MINIJINJA_TEMPLATES: [&str; 0] = [];
 
-/// Successful golden cases of fast-path templates that still fall back to minijinja at render time
-/// (`content|trim` on a list of content parts prints the list minijinja's way).
-const FALLBACK_CASES: [&str; 4] = [
-    "llama-3.1-8b-instruct/content_parts_gen",
-    "llama-3.1-8b-instruct/content_parts_system_gen",
-    "llama-3.2-3b-instruct/content_parts_gen",
-    "llama-3.2-3b-instruct/content_parts_system_gen",
-];
+/// Successful golden cases of fast-path templates that still fall back to minijinja at render time.
+const FALLBACK_CASES: [&str; 0] = [];
 
 fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("CHATLM_FIXTURES")
@@ -296,6 +290,11 @@ fn edge_requests_render_identically() {
         ChatRequest::new(vec![json!("not an object")]),
         ChatRequest::new(vec![json!({"role": "user", "content": 12345678901234567890u64})]),
         ChatRequest::new(vec![json!({"role": "user", "content": 2.5}), json!({"role": "user", "content": true})]),
+        // Content parts, which `content|trim` prints minijinja's way: quotes, escapes, controls.
+        ChatRequest::new(vec![
+            json!({"role": "system", "content": [{"type": "text", "text": "it's \"q\" \\ \u{1}\u{85}\u{2028}é"}]}),
+            json!({"role": "user", "content": [{"type": "text", "text": " a\n\t", "n": 1.0e20, "i": -3, "z": null}, {"b": [false, 0.1]}]}),
+        ]),
     ];
     let mut cont = ChatRequest::new(vec![
         json!({"role": "user", "content": "Hi"}),
@@ -372,6 +371,7 @@ fn constructs_render_identically() {
         "{{ tools is none }}{{ documents is none }}{% for t in tools or [] %}{{ t.function.name }}{% endfor %}",
         "{{ 'a' ~ nothing ~ 'b' }}{% for x in nothing %}a{% else %}b{% endfor %}{{ nothing|length }}{{ nothing|default(1) }}",
         "{% if messages[0].role is defined and not (messages[0].extra is defined) or false %}y{% endif %}{{ {'a': 1, 'a': 2} }}",
+        "{{ messages|trim }}|{{ messages[0]|trim }}|{{ 'a' + messages|trim + 'b' }}|{{ [' a\\n\\tb\\\\ ', \"it's\", 'say \"x\"', 1, 2.5, 100000000000000000000.0, none, true, {'k': [0.1]}]|trim }}|{{ [' x ']|trim('[') }}",
         "{%+ if true %}  x{%+ endif %}\n  {{+ 'y' }}\r\n{#- c -#}\n z {{ -1 }}{{ 1.0 }}{{ 10 / 4 }}{{ [1, 2] == [1, 2] }}{{ (1, 2) == [1, 2] }}",
     ];
     let requests = [

@@ -64,6 +64,13 @@ impl<'a> Vm<'a> {
         Ok(match (f, a.len()) {
             (Filter::Trim, 0 | 1) => {
                 let chars = arg_str(0)?;
+                // `content|trim` of a list of content parts: minijinja trims its display.
+                if v.is_seq() || v.is_map() {
+                    let mut text = String::new();
+                    super::ops::container_display(&v, &mut text)?;
+                    self.spend_bytes(text.len())?;
+                    return self.new_string(strip(&text, chars, true, true).to_string());
+                }
                 let s = self.input_str(&v)?;
                 substr(&v, strip(s, chars, true, true))
             }

@@ -315,7 +315,15 @@ impl<'a> Vm<'a> {
                 if args.pos.is_empty() && args.kw.is_empty() =>
             {
                 let v = self.eval(x)?;
-                let Some(text) = v.as_str() else { return Err(Bail) };
+                let Some(text) = v.as_str() else {
+                    // `trim` (not `strip()`) of a list or map: see the filter.
+                    if !matches!(e, Expr::Filter(..)) {
+                        return Err(Bail);
+                    }
+                    let v = self.filter(Filter::Trim, v, args)?;
+                    out.push_str(v.as_str().or_bail()?);
+                    return Ok(true);
+                };
                 self.spend_bytes(text.len())?;
                 out.push_str(super::builtins::strip(text, None, true, true));
                 Ok(true)

@@ -153,3 +153,88 @@ fn as_f64(v: &Value<'_>) -> Option<f64> {
         _ => None,
     }
 }
+
+/// minijinja's `Display` of a list or map, which filters expecting a string (`trim`) see when
+/// given one: Rust's debug list/map syntax around minijinja's `Debug` of each item (not the
+/// Python `repr` the crate prints for `{{ list }}`).
+pub(super) fn container_display(v: &Value<'_>, out: &mut String) -> R<()> {
+    let mut first = true;
+    let mut sep = |out: &mut String| {
+        if !std::mem::take(&mut first) {
+            out.push_str(", ");
+        }
+    };
+    match v {
+        // (A tuple prints as one in minijinja; not needed here.)
+        Value::Arr(_) | Value::Msgs(_) | Value::List(_) => {
+            out.push('[');
+            v.for_each_item(|item| {
+                sep(out);
+                debug(item, out)
+            })?;
+            out.push(']');
+        }
+        Value::Obj(_) | Value::Msg(_) | Value::Dict(_) => {
+            out.push('{');
+            v.for_each_pair(|k, item| {
+                sep(out);
+                debug_str(k, out);
+                out.push_str(": ");
+                debug(item, out)
+            })?;
+            out.push('}');
+        }
+        _ => return Err(Bail),
+    }
+    Ok(())
+}
+
+/// minijinja's `Debug` of a value inside a container.
+fn debug(v: &Value<'_>, out: &mut String) -> R<()> {
+    use std::fmt::Write;
+    match v {
+        Value::None => out.push_str("None"),
+        Value::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i:?}");
+        }
+        Value::Float(f) => {
+            let _ = write!(out, "{f:?}");
+        }
+        Value::Str(_) | Value::String(_) => debug_str(v.as_str().unwrap_or_default(), out),
+        _ => return container_display(v, out),
+    }
+    Ok(())
+}
+
+/// minijinja's `Debug` of a string: Python-like quotes, escapes for quotes, backslashes, `\n \r \t`
+/// and other control characters (`\xNN`, `\uNNNN`, `\UNNNNNNNN`).
+fn debug_str(s: &str, out: &mut String) {
+    use std::fmt::Write;
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    out.push(quote);
+    let mut last = 0;
+    for (i, c) in s.char_indices() {
+        let escaped = match c {
+            '\'' if quote == '\'' => "\\'",
+            '"' if quote == '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if c.is_control() => "",
+            _ => continue,
+        };
+        out.push_str(&s[last..i]);
+        last = i + c.len_utf8();
+        let code = c as u32;
+        let _ = match escaped {
+            "" if code <= 0xff => write!(out, "\\x{code:02x}"),
+            "" if code <= 0xffff => write!(out, "\\u{code:04x}"),
+            "" => write!(out, "\\U{code:08x}"),
+            e => out.write_str(e),
+        };
+    }
+    out.push_str(&s[last..]);
+    out.push(quote);
+}
