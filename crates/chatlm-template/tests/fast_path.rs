@@ -372,6 +372,7 @@ fn constructs_render_identically() {
         "{{ 'a' ~ nothing ~ 'b' }}{% for x in nothing %}a{% else %}b{% endfor %}{{ nothing|length }}{{ nothing|default(1) }}",
         "{% if messages[0].role is defined and not (messages[0].extra is defined) or false %}y{% endif %}{{ {'a': 1, 'a': 2} }}",
         "{{ messages|trim }}|{{ messages[0]|trim }}|{{ 'a' + messages|trim + 'b' }}|{{ [' a\\n\\tb\\\\ ', \"it's\", 'say \"x\"', 1, 2.5, 100000000000000000000.0, none, true, {'k': [0.1]}]|trim }}|{{ [' x ']|trim('[') }}",
+        "{% for m in messages %}{% if m.extra %}E{% endif %}{% if m.extra is defined %}D{% endif %}{% if m.content is string %}S{% endif %}{% if m.nope is undefined and m.role %}U{% endif %}{% if loop.first %}F{% endif %}{% if not loop.last %},{% endif %}{% endfor %}",
         "{%+ if true %}  x{%+ endif %}\n  {{+ 'y' }}\r\n{#- c -#}\n z {{ -1 }}{{ 1.0 }}{{ 10 / 4 }}{{ [1, 2] == [1, 2] }}{{ (1, 2) == [1, 2] }}",
     ];
     let requests = [

@@ -218,10 +218,36 @@ impl<'a> Vm<'a> {
                 self.spend(STEP)?;
                 Ok(self.truthy(l)? || self.truthy(r)?)
             }
+            // `if message.content`, `if loop.last`: no value built.
+            Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
+                let Expr::Var(s) = **obj else { return Err(Bail) };
+                match self.lookup_ref(s).with_attr(name, Value::truthy) {
+                    Some(b) => {
+                        self.spend(STEP)?;
+                        b
+                    }
+                    None => self.eval(e)?.truthy(),
+                }
+            }
+            Expr::LoopAttr(a @ (LoopAttr::First | LoopAttr::Last)) => {
+                self.spend(STEP)?;
+                let (i, len) = *self.loops[..self.loop_depth].last().or_bail()?;
+                Ok(if *a == LoopAttr::First { i == 0 } else { i + 1 == len })
+            }
             Expr::Test(t, x, args) if args.pos.is_empty() && args.kw.is_empty() => {
                 self.spend(STEP)?;
                 match &**x {
                     Expr::Var(s) => super::builtins::kind_test(*t, self.lookup_ref(*s)),
+                    Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
+                        let Expr::Var(s) = **obj else { return Err(Bail) };
+                        match self.lookup_ref(s).with_attr(name, |v| super::builtins::kind_test(*t, v)) {
+                            Some(b) => b,
+                            None => {
+                                let v = self.eval(x)?;
+                                super::builtins::kind_test(*t, &v)
+                            }
+                        }
+                    }
                     x => {
                         let v = self.eval(x)?;
                         super::builtins::kind_test(*t, &v)

@@ -172,6 +172,16 @@ impl<'a> Value<'a> {
         })
     }
 
+    /// `self.name` of a JSON object, read in place for `f` (`None`: not a JSON object).
+    #[inline]
+    pub(super) fn with_attr<T>(&self, name: &str, f: impl FnOnce(&Value<'a>) -> R<T>) -> Option<R<T>> {
+        let (Value::Obj(o) | Value::Msg(o)) = self else { return None };
+        Some(match obj_get(o, matches!(self, Value::Msg(_)), name) {
+            Some(j) => from_json(j, false).and_then(|v| f(&v)),
+            None => f(&Value::Undefined),
+        })
+    }
+
     /// Item `i` of a sequence, negative from the end; out of range is undefined.
     pub(super) fn index(&self, i: i64) -> R<Value<'a>> {
         let len = self.len()? as i64;
