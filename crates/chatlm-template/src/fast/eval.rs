@@ -364,17 +364,34 @@ impl<'a> Vm<'a> {
                     None => false,
                 })
             }
-            _ => match self.eval(e)? {
-                Value::Str(s) => {
-                    out.push_str(s);
-                    Ok(true)
+            // `message.content` in a concatenation: copied from the request's JSON in place.
+            Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
+                let Expr::Var(s) = **obj else { return Err(Bail) };
+                let copy = |v: &Value| Ok(v.as_str().map(|text| out.push_str(text)).is_some());
+                match self.lookup_ref(s).with_attr(name, copy) {
+                    Some(done) => {
+                        self.spend(STEP)?;
+                        done
+                    }
+                    None => self.emit_value(e, out),
                 }
-                Value::String(s) => {
-                    out.push_str(&s);
-                    Ok(true)
-                }
-                _ => Ok(false),
-            },
+            }
+            _ => self.emit_value(e, out),
+        }
+    }
+
+    /// Writes `e` if it evaluates to a string; `false` if it does not.
+    fn emit_value(&mut self, e: &'a Expr, out: &mut String) -> R<bool> {
+        match self.eval(e)? {
+            Value::Str(s) => {
+                out.push_str(s);
+                Ok(true)
+            }
+            Value::String(s) => {
+                out.push_str(&s);
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
