@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Chat-template render rate: transformers `apply_chat_template` vs `chatlm template --jsonl`, one run.
 
-usage: scripts/bench/template.py [--chatlm target/release/chatlm] [--repeat 20] [--runs 3] [--threads 1] [FIXTURES]
+usage: scripts/bench/template.py [--chatlm target/release/chatlm] [--render-rate target/release/examples/render_rate]
+                                 [--repeat 20] [--runs 3] [--threads 1] [FIXTURES]
 
 The workload is every successful case of chat_templates/golden.jsonl (40 real templates, ~950
 conversations: short chats, multi-turn, tools, documents, Korean/emoji), repeated `--repeat` times.
@@ -14,6 +15,11 @@ timed wall clock). A second chatlm figure sends everything as ONE stream with th
 in every line (a worst case: each line then carries up to 17 KB of template JSON to parse). All
 outputs are checked equal to transformers' before the rates are printed.
 
+A third chatlm figure is the library in process, like transformers' own call: the `render_rate`
+example (`cargo build --release -p chatlm-template --example render_rate`) renders the same cases
+with `ChatTemplate::render`, after checking every text against transformers' golden text, and
+reports its best of `--runs` trials.
+
 Each side is timed `--runs` times, the runs of the two sides interleaved, and the best run of each is
 reported: on a shared machine the fastest run is the least disturbed one, and both sides get the
 same treatment (transformers' template cache is warm from the second run on, as in any long job).
@@ -24,6 +30,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -63,6 +70,7 @@ def main() -> int:
     ap.add_argument("--chatlm", default=str(ROOT / "target" / "release" / "chatlm"))
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="chatlm worker threads (transformers renders on one)")
+    ap.add_argument("--render-rate", default=str(ROOT / "target" / "release" / "examples" / "render_rate"))
     ap.add_argument("--runs", type=int, default=3, help="timed runs per side; the best is reported")
     ap.add_argument("fixtures", nargs="?", default=os.environ.get("CHATLM_FIXTURES", str(ROOT.parent / "shared" / "fixtures")))
     args = ap.parse_args()
@@ -138,6 +146,15 @@ def main() -> int:
             print(f"OUTPUT MISMATCH: {mismatches} of {len(py_out)} renders differ", file=sys.stderr)
             return 1
 
+    in_process = None
+    if Path(args.render_rate).is_file():
+        proc = subprocess.run(
+            [args.render_rate, "--passes", str(args.repeat), "--trials", str(max(1, args.runs)), str(args.fixtures)],
+            capture_output=True, check=True, text=True,
+        )
+        found = re.search(r"([\d.]+) renders/s", proc.stdout)
+        in_process = float(found.group(1)) if found else None
+
     n = len(cases)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; transformers {transformers.__version__}; chatlm threads: {args.threads}")
     print(f"workload: {n} renders ({n // args.repeat} golden cases x {args.repeat}), {len(entries)} templates; outputs identical; best of {max(1, args.runs)} runs per side")
@@ -145,6 +162,10 @@ def main() -> int:
     print(f"chatlm template --jsonl:          {rs_s:.3f} s  {n / rs_s:,.0f} renders/s ({len(groups)} processes, one per template, startup included)")
     print(f"  one stream, template in each line: {one_s:.3f} s  {n / one_s:,.0f} renders/s")
     print(f"speedup: {py_s / rs_s:.1f}x (one stream with embedded templates: {py_s / one_s:.1f}x)")
+    if in_process:
+        print(f"chatlm library in process (render_rate, same cases): {in_process:,.0f} renders/s, speedup {in_process * py_s / n:.1f}x")
+    else:
+        print(f"(no in-process figure: build {args.render_rate} with cargo build --release -p chatlm-template --example render_rate)")
     return 0
 
 
