@@ -13,6 +13,7 @@
 //! [`MatMulKernels`] is the one interface the model calls, so another backend (a GPU) can
 //! implement it for its own weight storage.
 
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -359,6 +360,7 @@ impl CpuKernels {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 fn q8<'a>(x: ActRow<'a>) -> &'a [BlockQ8] {
     match x {
         ActRow::Q8(x) => x,
@@ -366,6 +368,7 @@ fn q8<'a>(x: ActRow<'a>) -> &'a [BlockQ8] {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 fn f32s<'a>(x: ActRow<'a>) -> &'a [f32] {
     match x {
         ActRow::F32(x) => x,
@@ -540,8 +543,6 @@ impl MatMulKernels for CpuKernels {
         // Dense prefill products take the tiled GEMM (see `dense`).
         #[cfg(target_arch = "x86_64")]
         let dense = self.isa == Isa::Avx2 && matches!(w.format, BlockFormat::F16 | BlockFormat::F32) && m >= 4;
-        #[cfg(not(target_arch = "x86_64"))]
-        let dense = false;
         #[cfg(target_arch = "x86_64")]
         let panels = dense && gemm::TileIsa::detect() == gemm::TileIsa::Avx512;
         #[cfg(not(target_arch = "x86_64"))]
