@@ -29,7 +29,8 @@ pub(super) const MAX_LOOPS: usize = 8;
 
 pub(super) struct Vm<'a> {
     pub prog: &'a Program,
-    pub globals: Vec<Value<'a>>,
+    /// The globals (entry `s` holds name `s`'s value, under the key [`PENDING`] so that no scan
+    /// matches it), then the locals. One allocation per render serves both.
     pub(super) locals: Vec<(Sym, Value<'a>)>,
     /// Start of the current frame in `locals` (where `set` stores).
     pub(super) frame: usize,
@@ -57,17 +58,17 @@ pub(super) struct Vm<'a> {
 impl<'a> Vm<'a> {
     pub(super) fn new(
         prog: &'a Program,
-        globals: Vec<Value<'a>>,
+        locals: Vec<(Sym, Value<'a>)>,
         fuel: u64,
         recursion: usize,
         max_out: usize,
     ) -> Vm<'a> {
+        let globals = locals.len();
         Vm {
             prog,
-            globals,
-            locals: Vec::with_capacity(16),
-            frame: 0,
-            floor: 0,
+            locals,
+            frame: globals,
+            floor: globals,
             loops: [(0, 0); MAX_LOOPS],
             loop_depth: 0,
             macro_defined: 0,
@@ -107,7 +108,7 @@ impl<'a> Vm<'a> {
                 return v;
             }
         }
-        &self.globals[s as usize]
+        &self.locals[s as usize].1
     }
 
     #[inline]

@@ -81,8 +81,9 @@ impl Program {
         messages: &[Json],
         limits: &Limits,
     ) -> Option<(String, Vec<Range<usize>>)> {
-        let mut globals: Vec<Value> =
-            self.is_func.iter().map(|&f| if f { Value::Func } else { Value::Undefined }).collect();
+        // The globals, with room for the locals after them (see `Vm::locals`).
+        let mut globals: Vec<(Sym, Value)> = Vec::with_capacity(self.is_func.len() + 16);
+        globals.extend(self.is_func.iter().map(|&f| (eval::PENDING, if f { Value::Func } else { Value::Undefined })));
         // Special tokens, then kwargs over them, then the fixed arguments (see `crate::context`).
         for (k, v) in req.special_tokens.iter().chain(req.kwargs.iter()) {
             // Ordered by length first: most probes are decided without comparing text.
@@ -92,7 +93,7 @@ impl Program {
                     // A variable shadowing a built-in function: minijinja's business.
                     return None;
                 }
-                globals[s] = from_json(v, false).ok()?;
+                globals[s].1 = from_json(v, false).ok()?;
             }
         }
         let [msgs, tools, docs, agp] = self.fixed;
@@ -104,7 +105,7 @@ impl Program {
         ];
         for (s, v) in fixed {
             if let Some(s) = s {
-                globals[s as usize] = v;
+                globals[s as usize].1 = v;
             }
         }
         let mut vm = eval::Vm::new(self, globals, limits.fuel, limits.recursion, limits.max_output_bytes);
