@@ -236,12 +236,15 @@ fn mark_final(messages: &mut [Map<String, Json>], field: &str, mentions: &dyn Fn
 pub(crate) fn cut_at_tag(rendered: &str, continued: &str) -> Result<usize, TemplateError> {
     let tag = py_strip(CONTINUE_TAG);
     let final_text = py_strip(continued);
-    if !rendered.contains(final_text) || !rendered.contains(tag) {
+    // One search instead of three: the final text almost always sits right before the (last) tag,
+    // which proves it appears; only otherwise is the whole output searched for it.
+    let last_tag = rendered.rfind(tag);
+    let text_appears = |loc: usize| rendered[..loc].ends_with(final_text) || rendered.contains(final_text);
+    let Some(loc) = last_tag.filter(|&loc| text_appears(loc)) else {
         return Err(invalid(format!(
             "continue_final_message is set but the final message does not appear in the chat after applying the chat template! This can happen if the chat template deletes portions of the final message. Please verify the chat template and final message in your chat to ensure they are compatible.Final message to continue: {final_text}\nRendered chat:\n{rendered}"
         )));
-    }
-    let loc = rendered.rfind(tag).unwrap_or(0);
+    };
     if rendered[loc..].starts_with(CONTINUE_TAG) {
         Ok(loc)
     } else {
