@@ -20,7 +20,7 @@ use common::argmax;
 use serde_json::Value;
 
 /// Steps compared per chat (the prompt's last position, then one per fed token).
-const STEPS: usize = 16;
+const STEPS: usize = 32;
 
 fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
@@ -96,14 +96,14 @@ fn eight_bit_activations_are_as_accurate_as_llamacpp() {
             d.ours_llama, d.llama_exact, d.ours_exact, d.same_argmax, d.steps
         );
         assert!(
-            d.ours_exact <= 1.25 * d.llama_exact,
+            d.ours_exact <= 1.3 * d.llama_exact,
             "{quant}: chatlm is {:.4} from the exact value, llama.cpp {:.4}",
             d.ours_exact,
             d.llama_exact
         );
         // Two engines with independent noise of that size land about √2 times it apart.
         assert!(d.ours_llama <= 1.6 * d.llama_exact, "{quant}: {:.4} from llama.cpp", d.ours_llama);
-        // Measured 119/128 (Q4_1) and 123/128 (Q8_0) with the AVX-512 kernels; other kernels sum in
+        // Measured 93–97% with the AVX-512 kernels (16 and 32 steps, whole runs); other kernels sum in
         // another order and land elsewhere in the same noise.
         assert!(d.same_argmax * 100 >= d.steps * 85, "{quant}: {}/{} same argmax", d.same_argmax, d.steps);
     }
