@@ -4,16 +4,12 @@
 mod common;
 
 use chatlm_model::{LoadOptions, Model};
-use common::data_dir;
+use common::{data_dir, max_diff};
 
 const PROMPT: [u32; 13] = [1, 9, 9, 9, 101, 33, 60, 14, 2, 95, 11, 71, 44];
 
 fn model(name: &str) -> Model {
     Model::from_dir(&data_dir(name), &LoadOptions::default()).unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]

@@ -7,19 +7,9 @@
 
 mod common;
 
-use chatlm_model::{BatchInput, LoadOptions, Model, ModelSource, Quantization};
-use common::data_dir;
+use chatlm_model::{BatchInput, Model, Quantization};
 
-const PROMPT: [u32; 12] = [1, 9, 9, 9, 101, 33, 60, 14, 2, 95, 11, 71];
-
-fn load(name: &str, quantize: Option<Quantization>) -> Model {
-    let source = ModelSource::from_path(&data_dir(name)).unwrap();
-    Model::from_source(&source, &LoadOptions { quantize, ..LoadOptions::default() }).unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+use common::{load_quantized as load, max_diff, NATIVE_PROMPT as PROMPT};
 
 /// Logits of every prompt position: from one call (candle path), and token by token
 /// (native path).

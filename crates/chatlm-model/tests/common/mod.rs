@@ -28,3 +28,18 @@ pub fn copy_model(name: &str, dest: &Path) {
 pub fn argmax(v: &[f32]) -> u32 {
     v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32
 }
+
+/// The prompt the native-path tests feed to the tiny models.
+pub const NATIVE_PROMPT: [u32; 12] = [1, 9, 9, 9, 101, 33, 60, 14, 2, 95, 11, 71];
+
+/// Tiny model `name`, optionally quantized while loading.
+pub fn load_quantized(name: &str, quantize: Option<chatlm_model::Quantization>) -> chatlm_model::Model {
+    let source = chatlm_model::ModelSource::from_path(&data_dir(name)).unwrap();
+    let opts = chatlm_model::LoadOptions { quantize, ..chatlm_model::LoadOptions::default() };
+    chatlm_model::Model::from_source(&source, &opts).unwrap()
+}
+
+/// Largest absolute difference between two equally long vectors.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
