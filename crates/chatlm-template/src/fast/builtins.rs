@@ -385,20 +385,27 @@ impl<'a> Vm<'a> {
         Ok(Value::String(Rc::new(out)))
     }
 
-    /// `tojson`, appended to `out` (charged for what it writes).
-    pub(super) fn tojson_into(&mut self, v: &Value<'a>, args: &'a Args, out: &mut String) -> R<()> {
-        let mut slots: [Option<Value<'a>>; 4] = Default::default();
-        if args.pos.len() > 4 {
+    /// Python-style binding of a call's arguments to the parameters `names`: positional ones in
+    /// order, then keywords by name; too many or unknown ones hand the render to minijinja.
+    fn bind_args<const N: usize>(&mut self, args: &'a Args, names: [&str; N]) -> R<[Option<Value<'a>>; N]> {
+        let mut slots: [Option<Value<'a>>; N] = std::array::from_fn(|_| None);
+        if args.pos.len() > N {
             return Err(Bail);
         }
         for (i, e) in args.pos.iter().enumerate() {
             slots[i] = Some(self.eval(e)?);
         }
         for (k, e) in &args.kw {
-            let i = ["ensure_ascii", "indent", "separators", "sort_keys"].iter().position(|n| **n == **k).or_bail()?;
+            let i = names.iter().position(|n| **n == **k).or_bail()?;
             slots[i] = Some(self.eval(e)?);
         }
-        let [ensure_ascii, indent, separators, sort_keys] = slots;
+        Ok(slots)
+    }
+
+    /// `tojson`, appended to `out` (charged for what it writes).
+    pub(super) fn tojson_into(&mut self, v: &Value<'a>, args: &'a Args, out: &mut String) -> R<()> {
+        let [ensure_ascii, indent, separators, sort_keys] =
+            self.bind_args(args, ["ensure_ascii", "indent", "separators", "sort_keys"])?;
         let flag = |x: Option<Value<'a>>| x.map_or(Ok(false), |x| x.truthy());
         let indent = match indent {
             None | Some(Value::None) => None,
@@ -428,18 +435,7 @@ impl<'a> Vm<'a> {
 
     /// The crate's `indent(width=4, first=False, blank=False)`.
     fn indent(&mut self, v: &Value<'a>, args: &'a Args) -> R<Value<'a>> {
-        let mut slots: [Option<Value<'a>>; 3] = Default::default();
-        if args.pos.len() > 3 {
-            return Err(Bail);
-        }
-        for (i, e) in args.pos.iter().enumerate() {
-            slots[i] = Some(self.eval(e)?);
-        }
-        for (k, e) in &args.kw {
-            let i = ["width", "first", "blank"].iter().position(|n| **n == **k).or_bail()?;
-            slots[i] = Some(self.eval(e)?);
-        }
-        let [width, first, blank] = slots;
+        let [width, first, blank] = self.bind_args(args, ["width", "first", "blank"])?;
         let flag = |x: Option<Value<'a>>| match x {
             None => Ok(false),
             Some(Value::Bool(b)) => Ok(b),
