@@ -224,17 +224,17 @@ impl ChatTemplate {
                 "the request contains U+FDD0/U+FDD1, reserved for {% generation %} tracking".into(),
             ));
         }
+        let mut refs = request::MessageRefs::new();
+        let messages = prepared.messages(&req.messages, &mut refs);
         let fast = match (&self.fast, renderer) {
-            (Some(prog), Renderer::Auto | Renderer::Fast) => {
-                prog.render(req, prepared.messages.as_deref().unwrap_or(&req.messages), &self.limits)
-            }
+            (Some(prog), Renderer::Auto | Renderer::Fast) => prog.render(req, messages, &self.limits),
             _ => None,
         };
         let (text, mut spans) = match fast {
             Some(rendered) => rendered,
             None if renderer == Renderer::Fast => return Ok(None),
             None => {
-                let ctx = context(req, prepared.messages, &self.variables);
+                let ctx = context(req, messages, &self.variables);
                 let _clock = env::ClockGuard::set(req.now);
                 let raw = self.render_raw(ctx)?;
                 if self.has_generation { generation::extract_spans(&raw) } else { (raw, Vec::new()) }
@@ -283,7 +283,7 @@ impl ChatTemplate {
 
 /// Builds the template's variables: special tokens, then kwargs over them, then the fixed arguments
 /// (only those in `used`, sorted: the others cannot change the output).
-fn context(req: &ChatRequest, messages: Option<Vec<serde_json::Value>>, used: &[String]) -> Value {
+fn context(req: &ChatRequest, messages: &[&serde_json::Value], used: &[String]) -> Value {
     let is_used = |name: &str| used.binary_search_by(|v| v.as_str().cmp(name)).is_ok();
     let mut vars = SmallMap::with_capacity(req.special_tokens.len() + req.kwargs.len() + 4);
     for (k, v) in req.special_tokens.iter().chain(req.kwargs.iter()) {
@@ -295,8 +295,7 @@ fn context(req: &ChatRequest, messages: Option<Vec<serde_json::Value>>, used: &[
         Some(items) if is_used(name) => Value::from(items.iter().map(json_to_value).collect::<Vec<_>>()),
         _ => Value::from(()),
     };
-    let messages = messages.as_deref().unwrap_or(&req.messages);
-    vars.insert("messages", Value::from(messages.iter().map(message_to_value).collect::<Vec<_>>()));
+    vars.insert("messages", Value::from(messages.iter().map(|m| message_to_value(m)).collect::<Vec<_>>()));
     vars.insert("tools", list("tools", &req.tools));
     vars.insert("documents", list("documents", &req.documents));
     vars.insert("add_generation_prompt", Value::from(req.add_generation_prompt));

@@ -77,16 +77,58 @@ const RESERVED: [&str; 8] = [
 /// The reasoning field names, the first being what templates read (transformers' `_REASONING_FIELDS`).
 const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
 
+/// Whether `key` is one of [`REASONING_FIELDS`]; the length decides for almost every key (`role`,
+/// `content`, `tool_calls`, ...) without comparing text.
+fn is_reasoning_field(key: &str) -> bool {
+    matches!(key.len(), 8 | 9 | 17) && REASONING_FIELDS.contains(&key)
+}
+
 /// The text transformers appends to the continued message to find it again after rendering.
 pub(crate) const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
 
 /// The checked and normalised inputs of one render.
 pub(crate) struct Prepared {
-    /// The rewritten messages, or `None` when the request's own messages can be used as they are
-    /// (minus their `null` keys, which the conversion to template values skips).
-    pub messages: Option<Vec<Json>>,
+    /// The messages that had to be rewritten (reasoning fields aliased, the continued one marked,
+    /// `null` keys dropped), by position; every other message is used as the request has it (its
+    /// `null` keys are skipped when it is read). Copying only these keeps a `continue_final_message`
+    /// render from deep-copying the whole conversation.
+    pub edits: Vec<(usize, Json)>,
     /// The text of the continued message, when `continue_final_message` is set.
     pub continued: Option<String>,
+}
+
+impl Prepared {
+    /// The messages as the template sees them: the request's, with the edits in place. Fills
+    /// `buf`'s inline room when they fit (no allocation per render).
+    pub(crate) fn messages<'r>(&'r self, original: &'r [Json], buf: &'r mut MessageRefs<'r>) -> &'r [&'r Json] {
+        let refs: &mut [&'r Json] = if original.len() <= buf.inline.len() {
+            let refs = &mut buf.inline[..original.len()];
+            for (slot, m) in refs.iter_mut().zip(original) {
+                *slot = m;
+            }
+            refs
+        } else {
+            buf.heap = original.iter().collect();
+            &mut buf.heap
+        };
+        for (i, m) in &self.edits {
+            refs[*i] = m;
+        }
+        refs
+    }
+}
+
+/// Room for the references [`Prepared::messages`] returns.
+pub(crate) struct MessageRefs<'r> {
+    inline: [&'r Json; 16],
+    heap: Vec<&'r Json>,
+}
+
+impl MessageRefs<'_> {
+    pub(crate) fn new() -> Self {
+        static NULL: Json = Json::Null;
+        MessageRefs { inline: [&NULL; 16], heap: Vec::new() }
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> TemplateError {
@@ -114,7 +156,7 @@ pub(crate) fn prepare(req: &ChatRequest, mentions: &dyn Fn(&str) -> bool) -> Res
             return Err(invalid(format!("Chat messages should be dicts, but got {m}.")));
         };
         // A scan of the (few) keys: a map lookup per field would hash three times per message.
-        needs_rewrite |= obj.iter().any(|(k, v)| !v.is_null() && REASONING_FIELDS.contains(&k.as_str()));
+        needs_rewrite |= obj.iter().any(|(k, v)| is_reasoning_field(k) && !v.is_null());
     }
     if req.continue_final_message != ContinueFinal::No && req.add_generation_prompt {
         return Err(invalid(
@@ -139,35 +181,38 @@ pub(crate) fn prepare(req: &ChatRequest, mentions: &dyn Fn(&str) -> bool) -> Res
         }
     }
     if !needs_rewrite {
-        return Ok(Prepared { messages: None, continued: None });
+        return Ok(Prepared { edits: Vec::new(), continued: None });
     }
-    // Copies without `null` keys, reasoning aliased, ready for the continue tag. Cloning a map
-    // copies its index as it is; collecting the entries again would hash every key.
-    let mut messages: Vec<Map<String, Json>> = req
-        .messages
-        .iter()
-        .filter_map(Json::as_object)
-        .map(|obj| {
-            let mut copy = obj.clone();
-            if copy.values().any(Json::is_null) {
-                copy.retain(|_, v| !v.is_null());
-            }
-            copy
-        })
-        .map(alias_reasoning)
-        .collect();
-    let continued = match &req.continue_final_message {
-        ContinueFinal::No => None,
-        ContinueFinal::Content => Some(mark_final(&mut messages, "content", mentions)?),
-        ContinueFinal::Field(f) => Some(mark_final(&mut messages, f, mentions)?),
+    // Copies of the messages that change, without `null` keys, reasoning aliased, ready for the
+    // continue tag. Cloning a map copies its index as it is; collecting the entries again would
+    // hash every key.
+    let last = req.messages.len() - 1;
+    let continues = req.continue_final_message != ContinueFinal::No;
+    let mut edits: Vec<(usize, Map<String, Json>)> = Vec::new();
+    for (i, obj) in req.messages.iter().enumerate().filter_map(|(i, m)| Some((i, m.as_object()?))) {
+        if !(i == last && continues || obj.iter().any(|(k, v)| is_reasoning_field(k) && !v.is_null())) {
+            continue;
+        }
+        let mut copy = obj.clone();
+        if copy.values().any(Json::is_null) {
+            copy.retain(|_, v| !v.is_null());
+        }
+        edits.push((i, alias_reasoning(copy)));
+    }
+    let final_message = edits.last_mut().filter(|(i, _)| *i == last).map(|(_, m)| m);
+    let continued = match (&req.continue_final_message, final_message) {
+        (ContinueFinal::No, _) => None,
+        (ContinueFinal::Content, Some(m)) => Some(mark_final(m, "content", mentions)?),
+        (ContinueFinal::Field(f), Some(m)) => Some(mark_final(m, f, mentions)?),
+        (_, None) => return Err(invalid("continue_final_message is set but the conversation is empty!")),
     };
-    Ok(Prepared { messages: Some(messages.into_iter().map(Json::Object).collect()), continued })
+    Ok(Prepared { edits: edits.into_iter().map(|(i, m)| (i, Json::Object(m))).collect(), continued })
 }
 
 /// transformers' `_alias_reasoning_fields`: `{"thinking": r, **message, "reasoning_content": r}`.
 fn alias_reasoning(message: Map<String, Json>) -> Map<String, Json> {
     // Most messages have no reasoning field: one scan of the keys says so without hashing.
-    if !message.keys().any(|k| REASONING_FIELDS.contains(&k.as_str())) {
+    if !message.keys().any(|k| is_reasoning_field(k)) {
         return message;
     }
     let Some(reasoning) = REASONING_FIELDS.iter().find_map(|k| message.get(*k).filter(|v| !v.is_null()).cloned())
@@ -184,10 +229,11 @@ fn alias_reasoning(message: Map<String, Json>) -> Map<String, Json> {
 }
 
 /// Appends the continue tag to the final message's field; returns the continued text.
-fn mark_final(messages: &mut [Map<String, Json>], field: &str, mentions: &dyn Fn(&str) -> bool) -> Result<String, TemplateError> {
-    let Some(last) = messages.last_mut() else {
-        return Err(invalid("continue_final_message is set but the conversation is empty!"));
-    };
+fn mark_final(
+    last: &mut Map<String, Json>,
+    field: &str,
+    mentions: &dyn Fn(&str) -> bool,
+) -> Result<String, TemplateError> {
     let Some(final_value) = last.get(field).cloned() else {
         return Err(invalid(format!(
             "continue_final_message is set but the final message has no \"{field}\" to continue!"
@@ -270,4 +316,52 @@ pub(crate) fn request_has_marker(req: &ChatRequest) -> bool {
         || req.documents.iter().flatten().any(json_has_marker)
         || req.special_tokens.values().any(json_has_marker)
         || req.kwargs.values().any(json_has_marker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_length_check_lets_every_reasoning_field_through() {
+        for f in REASONING_FIELDS {
+            assert!(is_reasoning_field(f), "{f}");
+        }
+        for k in ["content", "role", "thinkin", "reasoning_contents", "reasoninG"] {
+            assert!(!is_reasoning_field(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn only_rewritten_messages_are_copied() {
+        let mut req = ChatRequest::new(vec![
+            serde_json::json!({"role": "user", "content": "a", "x": null}),
+            serde_json::json!({"role": "assistant", "content": "b", "thinking": "t"}),
+            serde_json::json!({"role": "user", "content": "c"}),
+            serde_json::json!({"role": "assistant", "content": "d", "y": null}),
+        ]);
+        req.continue_final_message = ContinueFinal::Content;
+        let prepared = prepare(&req, &|_| true).unwrap();
+        assert_eq!(prepared.edits.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(prepared.continued.as_deref(), Some("d"));
+        let mut buf = MessageRefs::new();
+        let seen = prepared.messages(&req.messages, &mut buf);
+        assert!(std::ptr::eq(seen[0], &req.messages[0]) && std::ptr::eq(seen[2], &req.messages[2]));
+        assert_eq!(seen[1]["reasoning_content"], "t");
+        assert_eq!(*seen[3], serde_json::json!({"role": "assistant", "content": format!("d{CONTINUE_TAG}")}));
+    }
+
+    #[test]
+    fn long_conversations_are_seen_whole() {
+        let messages: Vec<Json> =
+            (0..40).map(|i| serde_json::json!({"role": "user", "content": i.to_string()})).collect();
+        let mut req = ChatRequest::new(messages);
+        req.continue_final_message = ContinueFinal::Content;
+        let prepared = prepare(&req, &|_| true).unwrap();
+        let mut buf = MessageRefs::new();
+        let seen = prepared.messages(&req.messages, &mut buf);
+        assert_eq!(seen.len(), 40);
+        assert!(seen[..39].iter().zip(&req.messages).all(|(a, b)| std::ptr::eq(*a, b)));
+        assert_eq!(seen[39]["content"], format!("39{CONTINUE_TAG}"));
+    }
 }

@@ -19,8 +19,8 @@ impl<'a> Vm<'a> {
             (None, None) => {
                 let v = self.eval(&f.iter)?;
                 match v {
-                    Value::Arr(a) => (LoopItems::Arr(a.iter(), false), a.len()),
-                    Value::Msgs(a) => (LoopItems::Arr(a.iter(), true), a.len()),
+                    Value::Arr(a) => (LoopItems::Arr(a.iter()), a.len()),
+                    Value::Msgs(a) => (LoopItems::Msgs(a.iter()), a.len()),
                     Value::List(l) | Value::Tuple(l) => {
                         let len = l.len();
                         (LoopItems::Shared(l, 0), len)
@@ -173,7 +173,8 @@ impl<'a> Vm<'a> {
 
 /// What a loop visits: an item, or a (key, value) pair of `items`.
 enum LoopItems<'a> {
-    Arr(std::slice::Iter<'a, serde_json::Value>, bool),
+    Arr(std::slice::Iter<'a, serde_json::Value>),
+    Msgs(std::slice::Iter<'a, &'a serde_json::Value>),
     Vals(std::vec::IntoIter<Value<'a>>),
     Shared(Rc<Vec<Value<'a>>>, usize),
     Obj(serde_json::map::Iter<'a>, bool),
@@ -192,8 +193,12 @@ impl<'a> LoopItems<'a> {
 
     fn next(&mut self) -> R<Option<(Value<'a>, Option<Value<'a>>)>> {
         Ok(match self {
-            LoopItems::Arr(it, msg) => match it.next() {
-                Some(j) => Some((from_json(j, *msg)?, None)),
+            LoopItems::Arr(it) => match it.next() {
+                Some(j) => Some((from_json(j, false)?, None)),
+                None => None,
+            },
+            LoopItems::Msgs(it) => match it.next() {
+                Some(j) => Some((from_json(j, true)?, None)),
                 None => None,
             },
             LoopItems::Vals(it) => it.next().map(|v| (v, None)),

@@ -45,8 +45,11 @@ pub(crate) struct Program {
     macros: Vec<Macro>,
     /// The macro each name denotes, if any.
     macro_of_sym: Vec<Option<usize>>,
-    /// The names, sorted by length then text, for finding the request's variables.
+    /// The names a request's variable can be seen under (see the parser), with their slots.
     by_name: Vec<(Box<str>, Sym)>,
+    /// [`name_key`] of each name of `by_name`, in the same order: a request variable is matched
+    /// by scanning these words, the text compared only on a hit.
+    name_keys: Vec<u64>,
     /// The names of built-in functions (defined even when not called: `strftime_now is defined`).
     is_func: Vec<bool>,
     /// `messages`, `tools`, `documents`, `add_generation_prompt`, where the template reads them.
@@ -64,8 +67,7 @@ pub(crate) fn compile(source: &str) -> Option<Program> {
         return None;
     }
     let mut prog = parser::parse(lexer::lex(source)?)?;
-    prog.by_name = prog.syms.iter().enumerate().map(|(i, s)| (s.clone(), i as Sym)).collect();
-    prog.by_name.sort_unstable_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0)));
+    prog.name_keys = prog.by_name.iter().map(|(n, _)| name_key(n)).collect();
     prog.is_func = prog.syms.iter().map(|s| Func::from_name(s).is_some()).collect();
     prog.fixed = ["messages", "tools", "documents", "add_generation_prompt"].map(|n| prog.sym(n));
     Some(prog)
@@ -78,7 +80,7 @@ impl Program {
     pub(crate) fn render(
         &self,
         req: &ChatRequest,
-        messages: &[Json],
+        messages: &[&Json],
         limits: &Limits,
     ) -> Option<(String, Vec<Range<usize>>)> {
         // The globals, with room for the locals after them (see `Vm::locals`).
@@ -86,9 +88,8 @@ impl Program {
         globals.extend(self.is_func.iter().map(|&f| (eval::PENDING, if f { Value::Func } else { Value::Undefined })));
         // Special tokens, then kwargs over them, then the fixed arguments (see `crate::context`).
         for (k, v) in req.special_tokens.iter().chain(req.kwargs.iter()) {
-            // Ordered by length first: most probes are decided without comparing text.
-            if let Ok(i) = self.by_name.binary_search_by(|(n, _)| (n.len(), &**n).cmp(&(k.len(), k.as_str()))) {
-                let s = self.by_name[i].1 as usize;
+            if let Some(s) = self.find_name(k) {
+                let s = s as usize;
                 if self.is_func[s] {
                     // A variable shadowing a built-in function: minijinja's business.
                     return None;
@@ -117,9 +118,35 @@ impl Program {
         (out.len() <= limits.max_output_bytes).then_some((out, vm.spans))
     }
 
+    /// The slot a request variable named `name` goes to, if the template can see it.
+    #[inline]
+    fn find_name(&self, name: &str) -> Option<Sym> {
+        let key = name_key(name);
+        let mut at = 0;
+        while let Some(i) = self.name_keys[at..].iter().position(|&k| k == key) {
+            let (n, s) = &self.by_name[at + i];
+            if **n == *name {
+                return Some(*s);
+            }
+            at += i + 1;
+        }
+        None
+    }
+
     fn sym(&self, name: &str) -> Option<Sym> {
         self.syms.iter().position(|s| &**s == name).map(|i| i as Sym)
     }
+}
+
+/// A name's length and first seven bytes in one word: distinct for almost all pairs of names, so
+/// finding one among the template's names is a scan of words.
+fn name_key(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let mut w = [0u8; 8];
+    let n = b.len().min(7);
+    w[0] = b.len() as u8;
+    w[1..1 + n].copy_from_slice(&b[..n]);
+    u64::from_le_bytes(w)
 }
 
 #[cfg(test)]
@@ -130,7 +157,8 @@ mod tests {
     fn render(src: &str, messages: Json) -> Option<String> {
         let prog = compile(src).expect("compiles");
         let req = ChatRequest::new(messages.as_array().unwrap().clone());
-        prog.render(&req, &req.messages, &Limits::default()).map(|r| r.0)
+        let messages: Vec<&Json> = req.messages.iter().collect();
+        prog.render(&req, &messages, &Limits::default()).map(|r| r.0)
     }
 
     #[test]

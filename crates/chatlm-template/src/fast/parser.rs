@@ -72,14 +72,21 @@ pub(super) fn parse(toks: Vec<Tok<'_>>) -> Option<Program> {
     {
         return None;
     }
+    // Only names read as variables (and built-in functions, which a variable may shadow) can see
+    // a request's variable: the others need no lookup per render.
+    let by_name = (0..p.syms.len() as Sym)
+        .filter(|s| p.var_reads.contains(s) || Func::from_name(&p.syms[*s as usize]).is_some())
+        .map(|s| (p.syms[s as usize].clone(), s))
+        .collect();
     Some(Program {
         body,
         syms: p.syms,
         macros: p.macros,
         macro_of_sym,
-        by_name: Vec::new(),
+        by_name,
         is_func: Vec::new(),
         fixed: [None; 4],
+        name_keys: Vec::new(),
         size_hint: Default::default(),
     })
 }

@@ -46,8 +46,9 @@ pub(super) enum Value<'a> {
     String(Rc<String>),
     /// A JSON array of the request (or a slice of one).
     Arr(&'a [Json]),
-    /// The messages (or a slice of them): objects whose `null` keys transformers drops.
-    Msgs(&'a [Json]),
+    /// The messages (or a slice of them): objects whose `null` keys transformers drops. By
+    /// reference: the request's own messages, and copies of the few a request rewrites.
+    Msgs(&'a [&'a Json]),
     /// A JSON object of the request.
     Obj(&'a Map<String, Json>),
     /// A message: its `null` keys are hidden. (Separate variants rather than a flag keep every
@@ -130,7 +131,8 @@ impl<'a> Value<'a> {
     /// Number of items of a sequence or map.
     pub(super) fn len(&self) -> R<usize> {
         Ok(match self {
-            Value::Arr(a) | Value::Msgs(a) => a.len(),
+            Value::Arr(a) => a.len(),
+            Value::Msgs(a) => a.len(),
             Value::List(l) | Value::Tuple(l) => l.len(),
             Value::Msg(o) => o.values().filter(|v| !v.is_null()).count(),
             Value::Obj(o) => o.len(),
@@ -192,7 +194,7 @@ impl<'a> Value<'a> {
         let i = i as usize;
         match self {
             Value::Arr(a) => from_json(&a[i], false),
-            Value::Msgs(a) => from_json(&a[i], true),
+            Value::Msgs(a) => from_json(a[i], true),
             Value::List(l) | Value::Tuple(l) => Ok(l[i].clone()),
             _ => Err(Bail),
         }
