@@ -46,7 +46,8 @@ pub(super) struct Macro {
 
 #[derive(Debug)]
 pub(super) enum Expr {
-    Str(Box<str>),
+    /// (A `String`, which a [`super::value::Value::Str`] refers to.)
+    Str(String),
     Int(i64),
     Float(f64),
     Bool(bool),

@@ -10,11 +10,11 @@ use super::ast::{Args, Filter, Func, Method, Test};
 use super::eval::{Vm, ITEM};
 use super::value::{Bail, JsonDump, OrBail, Value, R};
 
-/// `sub` (a part of `whole`'s text) as a value, borrowed when `whole` is borrowed.
+/// `sub` (a part of `whole`'s text) as a value: `whole` itself when it is all of it (nothing was
+/// stripped, say), else a new string (a value holds no borrowed part of a text; see [`Value`]).
 fn substr<'a>(whole: &Value<'a>, sub: &str) -> Value<'a> {
-    if let Value::Str(base) = whole {
-        let off = sub.as_ptr() as usize - base.as_ptr() as usize;
-        return Value::Str(&base[off..off + sub.len()]);
+    if whole.as_str().is_some_and(|w| w.len() == sub.len()) {
+        return whole.clone();
     }
     Value::String(Rc::new(sub.to_string()))
 }
@@ -139,12 +139,12 @@ impl<'a> Vm<'a> {
             },
             (Filter::Default, 0..=2) => {
                 let lax = match a.get(1) {
-                    Some(Value::Bool(b)) => *b,
+                    Some(Value::Bool(b)) => b.get(),
                     None => false,
                     Some(_) => return Err(Bail),
                 };
                 if matches!(v, Value::Undefined) || (lax && !v.truthy()?) {
-                    a.into_iter().next().unwrap_or(Value::Str(""))
+                    a.into_iter().next().unwrap_or(Value::Str(&super::value::EMPTY))
                 } else {
                     v
                 }
@@ -256,8 +256,8 @@ pub(super) fn kind_test(t: Test, v: &Value<'_>) -> R<bool> {
             },
             Test::Float => matches!(v, Value::Float(_)),
             Test::Boolean => matches!(v, Value::Bool(_)),
-            Test::True => matches!(v, Value::Bool(true)),
-            Test::False => matches!(v, Value::Bool(false)),
+            Test::True => matches!(v, Value::Bool(b) if b.get()),
+            Test::False => matches!(v, Value::Bool(b) if !b.get()),
             Test::Mapping => match v {
                 Value::Ns(_) | Value::Func => return Err(Bail),
                 _ => v.is_map(),
@@ -320,13 +320,13 @@ impl<'a> Vm<'a> {
                     }
                 };
                 match &a[0] {
-                    x if x.as_str().is_some() => Value::Bool(hit(x.as_str().unwrap_or_default())),
+                    x if x.as_str().is_some() => Value::bool(hit(x.as_str().unwrap_or_default())),
                     x if x.is_seq() => {
                         let mut any = false;
                         for p in x.items()? {
                             any |= hit(p.as_str().or_bail()?);
                         }
-                        Value::Bool(any)
+                        Value::bool(any)
                     }
                     _ => return Err(Bail),
                 }
@@ -438,7 +438,7 @@ impl<'a> Vm<'a> {
         let [width, first, blank] = self.bind_args(args, ["width", "first", "blank"])?;
         let flag = |x: Option<Value<'a>>| match x {
             None => Ok(false),
-            Some(Value::Bool(b)) => Ok(b),
+            Some(Value::Bool(b)) => Ok(b.get()),
             Some(_) => Err(Bail),
         };
         let indention = match width {

@@ -427,8 +427,8 @@ impl<'a> Vm<'a> {
         Ok(match e {
             Expr::Str(s) => Value::Str(s),
             Expr::Int(i) => Value::Int(*i),
-            Expr::Float(f) => Value::Float(*f),
-            Expr::Bool(b) => Value::Bool(*b),
+            Expr::Float(f) => Value::float(*f),
+            Expr::Bool(b) => Value::bool(*b),
             Expr::None => Value::None,
             Expr::Var(s) => self.lookup(*s),
             Expr::LoopAttr(a) => {
@@ -438,8 +438,8 @@ impl<'a> Vm<'a> {
                     LoopAttr::Index0 => Value::Int(i as i64),
                     LoopAttr::RevIndex => Value::Int((len - i) as i64),
                     LoopAttr::RevIndex0 => Value::Int((len - i - 1) as i64),
-                    LoopAttr::First => Value::Bool(i == 0),
-                    LoopAttr::Last => Value::Bool(i + 1 == len),
+                    LoopAttr::First => Value::bool(i == 0),
+                    LoopAttr::Last => Value::bool(i + 1 == len),
                     LoopAttr::Length => Value::Int(len as i64),
                 }
             }
@@ -495,10 +495,10 @@ impl<'a> Vm<'a> {
                 self.spend_bytes(s.len())?;
                 Value::String(Rc::new(s))
             }
-            Expr::Not(x) => Value::Bool(!self.truthy(x)?),
+            Expr::Not(x) => Value::bool(!self.truthy(x)?),
             Expr::Neg(x) => match self.eval(x)? {
                 Value::Int(i) => Value::Int(i.checked_neg().or_bail()?),
-                Value::Float(f) => Value::Float(-f),
+                Value::Float(f) => Value::float(-f.get()),
                 _ => return Err(Bail),
             },
             Expr::Bin(BinOp::And, l, r) => {
@@ -519,7 +519,7 @@ impl<'a> Vm<'a> {
             }
             // `x == "literal"`, the most common comparison, without building the literal.
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {
-                Value::Bool(self.eq_literal(l, r)? == (*op == BinOp::Eq))
+                Value::bool(self.eq_literal(l, r)? == (*op == BinOp::Eq))
             }
             Expr::Bin(op, l, r) => {
                 let l = self.eval(l)?;
@@ -544,11 +544,11 @@ impl<'a> Vm<'a> {
             // Argument-free tests of a variable look at it in place.
             Expr::Test(t, x, args) if args.pos.is_empty() && args.kw.is_empty() && matches!(**x, Expr::Var(_)) => {
                 let Expr::Var(s) = **x else { return Err(Bail) };
-                Value::Bool(super::builtins::kind_test(*t, self.lookup_ref(s))?)
+                Value::bool(super::builtins::kind_test(*t, self.lookup_ref(s))?)
             }
             Expr::Test(t, x, args) => {
                 let v = self.eval(x)?;
-                Value::Bool(self.test(*t, &v, args)?)
+                Value::bool(self.test(*t, &v, args)?)
             }
             Expr::Method(m, x, args) => {
                 let v = self.eval(x)?;

@@ -170,7 +170,7 @@ impl Parser<'_> {
                     // `x["name"]` and `x.name` look up the same way in every case the fast
                     // renderer supports (maps; anything else gives up either way).
                     e = match start? {
-                        Expr::Str(name) => Expr::Attr(Box::new(e), name),
+                        Expr::Str(name) => Expr::Attr(Box::new(e), name.into()),
                         key => Expr::Item(Box::new(e), Box::new(key)),
                     };
                 }
@@ -282,7 +282,7 @@ impl Parser<'_> {
                     s.push_str(more);
                     self.pos += 1;
                 }
-                Expr::Str(s.into())
+                Expr::Str(s)
             }
             Tok::Int(i) => Expr::Int(i),
             Tok::Float(f) => Expr::Float(f),
@@ -349,7 +349,7 @@ fn add_chain(parts: Vec<Expr>) -> Expr {
     let mut merged: Vec<Expr> = Vec::with_capacity(parts.len());
     for p in parts {
         match (merged.last_mut(), p) {
-            (Some(Expr::Str(prev)), Expr::Str(s)) => *prev = format!("{prev}{s}").into(),
+            (Some(Expr::Str(prev)), Expr::Str(s)) => *prev = format!("{prev}{s}"),
             (_, p) => merged.push(p),
         }
     }

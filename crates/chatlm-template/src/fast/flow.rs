@@ -148,8 +148,8 @@ impl<'a> Vm<'a> {
                     None => Value::Undefined,
                     Some(Expr::Str(s)) => Value::Str(s),
                     Some(Expr::Int(n)) => Value::Int(*n),
-                    Some(Expr::Float(f)) => Value::Float(*f),
-                    Some(Expr::Bool(b)) => Value::Bool(*b),
+                    Some(Expr::Float(f)) => Value::float(*f),
+                    Some(Expr::Bool(b)) => Value::bool(*b),
                     Some(Expr::None) => Value::None,
                     Some(_) => return Err(Bail),
                 };

@@ -99,10 +99,10 @@ impl Program {
         }
         let [msgs, tools, docs, agp] = self.fixed;
         let fixed = [
-            (msgs, Value::Msgs(messages)),
-            (tools, req.tools.as_deref().map_or(Value::None, Value::Arr)),
-            (docs, req.documents.as_deref().map_or(Value::None, Value::Arr)),
-            (agp, Value::Bool(req.add_generation_prompt)),
+            (msgs, Value::Msgs(&messages)),
+            (tools, req.tools.as_ref().map_or(Value::None, Value::Arr)),
+            (docs, req.documents.as_ref().map_or(Value::None, Value::Arr)),
+            (agp, Value::bool(req.add_generation_prompt)),
         ];
         for (s, v) in fixed {
             if let Some(s) = s {

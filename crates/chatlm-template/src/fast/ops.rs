@@ -9,11 +9,11 @@ use super::value::{Bail, OrBail, Value, R};
 
 impl<'a> Vm<'a> {
     pub(super) fn binop(&mut self, op: BinOp, l: Value<'a>, r: Value<'a>) -> R<Value<'a>> {
-        use Value::{Float, Int};
+        use Value::Int;
         Ok(match (op, &l, &r) {
-            (BinOp::Eq, ..) => Value::Bool(l.equals(&r)?),
-            (BinOp::Ne, ..) => Value::Bool(!l.equals(&r)?),
-            (BinOp::In, ..) => Value::Bool(self.contains(&r, &l)?),
+            (BinOp::Eq, ..) => Value::bool(l.equals(&r)?),
+            (BinOp::Ne, ..) => Value::bool(!l.equals(&r)?),
+            (BinOp::In, ..) => Value::bool(self.contains(&r, &l)?),
             (BinOp::Add, Int(a), Int(b)) => Int(a.checked_add(*b).or_bail()?),
             (BinOp::Sub, Int(a), Int(b)) => Int(a.checked_sub(*b).or_bail()?),
             (BinOp::Mul, Int(a), Int(b)) => Int(a.checked_mul(*b).or_bail()?),
@@ -30,7 +30,7 @@ impl<'a> Vm<'a> {
                         }
                     },
                 };
-                Value::Bool(match op {
+                Value::bool(match op {
                     BinOp::Lt => ord.is_lt(),
                     BinOp::Le => ord.is_le(),
                     BinOp::Gt => ord.is_gt(),
@@ -57,7 +57,7 @@ impl<'a> Vm<'a> {
                     if op == BinOp::Concat || matches!((&l, &r), (Int(_), Int(_))) {
                         return Err(Bail);
                     }
-                    return Ok(Float(a + b));
+                    return Ok(Value::float(a + b));
                 }
                 self.spend_bytes(s.len())?;
                 Value::String(Rc::new(s))
@@ -65,9 +65,9 @@ impl<'a> Vm<'a> {
             (BinOp::Sub | BinOp::Mul | BinOp::Div, ..) => {
                 let (a, b) = (as_f64(&l).or_bail()?, as_f64(&r).or_bail()?);
                 match op {
-                    BinOp::Sub => Float(a - b),
-                    BinOp::Mul => Float(a * b),
-                    _ if b != 0.0 => Float(a / b),
+                    BinOp::Sub => Value::float(a - b),
+                    BinOp::Mul => Value::float(a * b),
+                    _ if b != 0.0 => Value::float(a / b),
                     _ => return Err(Bail),
                 }
             }
@@ -112,13 +112,10 @@ impl<'a> Vm<'a> {
         let (lo, hi) = if step > 0 { (0, len) } else { (-1, len - 1) };
         let start = start.map_or(if step > 0 { 0 } else { len - 1 }, |i| clamp(i, lo, hi));
         let stop = stop.map_or(if step > 0 { len } else { -1 }, |i| clamp(i, lo, hi));
-        if step == 1 {
-            let (s, e) = (start as usize, stop.max(start) as usize);
-            match obj {
-                Value::Arr(a) => return Ok(Value::Arr(&a[s..e])),
-                Value::Msgs(a) => return Ok(Value::Msgs(&a[s..e])),
-                _ => {}
-            }
+        // All of a request's sequence is the sequence itself (values hold no borrowed part of one:
+        // see `Value`).
+        if step == 1 && start <= 0 && stop >= len && matches!(obj, Value::Arr(_) | Value::Msgs(_)) {
+            return Ok(obj);
         }
         let mut picked = Vec::new();
         let mut i = start;
@@ -149,7 +146,7 @@ pub(super) fn display(v: &Value<'_>, out: &mut String) -> bool {
 fn as_f64(v: &Value<'_>) -> Option<f64> {
     match v {
         Value::Int(i) => Some(*i as f64),
-        Value::Float(f) => Some(*f),
+        Value::Float(f) => Some(f.get()),
         _ => None,
     }
 }
@@ -194,12 +191,12 @@ fn debug(v: &Value<'_>, out: &mut String) -> R<()> {
     use std::fmt::Write;
     match v {
         Value::None => out.push_str("None"),
-        Value::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
+        Value::Bool(b) => out.push_str(if b.get() { "True" } else { "False" }),
         Value::Int(i) => {
             let _ = write!(out, "{i:?}");
         }
         Value::Float(f) => {
-            let _ = write!(out, "{f:?}");
+            let _ = write!(out, "{:?}", f.get());
         }
         Value::Str(_) | Value::String(_) => debug_str(v.as_str().unwrap_or_default(), out),
         _ => return container_display(v, out),

@@ -29,26 +29,28 @@ impl<T> OrBail<T> for Option<T> {
     }
 }
 
-/// A word-sized tag: no variant keeps data in the bytes after it, so moving a value copies whole
-/// words (a `bool` packed next to a byte tag made every move a partial-word copy, which stalls
-/// store forwarding).
+/// A template value in two words, a tag and one integer or pointer word: a pair of scalars, which
+/// `eval` returns in two registers. (A larger value, or one with a `bool` or `f64` field, is an
+/// aggregate returned through memory, and the caller's wide reload of the callee's narrower stores
+/// stalls store forwarding: that copy was the largest single cost of a render.) So borrowed texts
+/// and slices are thin references to the `String`, `Vec` or slice that holds them.
 #[derive(Debug, Clone)]
-#[repr(u64)]
 pub(super) enum Value<'a> {
     Undefined,
     None,
-    Bool(bool),
+    Bool(Flag),
     Int(i64),
-    Float(f64),
-    Str(&'a str),
+    Float(F64),
+    /// A text of the request (string, key) or of the template (literal).
+    Str(&'a String),
     /// A string built while rendering (an `Rc<String>` keeps the built buffer: no copy into a new
     /// allocation as `Rc<str>` would need).
     String(Rc<String>),
-    /// A JSON array of the request (or a slice of one).
-    Arr(&'a [Json]),
-    /// The messages (or a slice of them): objects whose `null` keys transformers drops. By
-    /// reference: the request's own messages, and copies of the few a request rewrites.
-    Msgs(&'a [&'a Json]),
+    /// A JSON array of the request. (A slice of one is a [`Value::List`].)
+    Arr(&'a Vec<Json>),
+    /// The messages: objects whose `null` keys transformers drops. By reference: the request's own
+    /// messages, and copies of the few a request rewrites. (A slice of them is a [`Value::List`].)
+    Msgs(&'a &'a [&'a Json]),
     /// A JSON object of the request.
     Obj(&'a Map<String, Json>),
     /// A message: its `null` keys are hidden. (Separate variants rather than a flag keep every
@@ -63,15 +65,40 @@ pub(super) enum Value<'a> {
     Func,
 }
 
+/// A `bool` as a word (see [`Value`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Flag(u64);
+
+impl Flag {
+    #[inline]
+    pub(super) fn get(self) -> bool {
+        self.0 != 0
+    }
+}
+
+/// An `f64` as a word (see [`Value`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct F64(u64);
+
+impl F64 {
+    #[inline]
+    pub(super) fn get(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
+/// The empty text, for defaults.
+pub(super) static EMPTY: String = String::new();
+
 /// A JSON value as a template value (`msg`: an object is a message).
 #[inline]
 pub(super) fn from_json(j: &Json, msg: bool) -> R<Value<'_>> {
     Ok(match j {
         Json::Null => Value::None,
-        Json::Bool(b) => Value::Bool(*b),
+        Json::Bool(b) => Value::bool(*b),
         Json::Number(n) => match n.as_i64() {
             Some(i) => Value::Int(i),
-            None if n.is_f64() => Value::Float(n.as_f64().or_bail()?),
+            None if n.is_f64() => Value::float(n.as_f64().or_bail()?),
             None => return Err(Bail),
         },
         Json::String(s) => Value::Str(s),
@@ -98,6 +125,17 @@ fn obj_get<'a>(o: &'a Map<String, Json>, hide_null: bool, key: &str) -> Option<&
 }
 
 impl<'a> Value<'a> {
+    #[inline]
+    pub(super) fn bool(b: bool) -> Value<'a> {
+        Value::Bool(Flag(u64::from(b)))
+    }
+
+    #[inline]
+    pub(super) fn float(f: f64) -> Value<'a> {
+        Value::Float(F64(f.to_bits()))
+    }
+
+    #[inline]
     pub(super) fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -119,9 +157,9 @@ impl<'a> Value<'a> {
     pub(super) fn truthy(&self) -> R<bool> {
         Ok(match self {
             Value::Undefined | Value::None => false,
-            Value::Bool(b) => *b,
+            Value::Bool(b) => b.get(),
             Value::Int(i) => *i != 0,
-            Value::Float(f) => *f != 0.0,
+            Value::Float(f) => f.get() != 0.0,
             Value::Str(_) | Value::String(_) => !self.as_str().unwrap_or_default().is_empty(),
             Value::Ns(_) | Value::Func => return Err(Bail),
             _ => self.len()? > 0,
@@ -271,8 +309,8 @@ impl<'a> Value<'a> {
             (None, None) => true,
             (Bool(a), Bool(b)) => a == b,
             (Int(a), Int(b)) => a == b,
-            (Int(a), Float(b)) | (Float(b), Int(a)) => (*a as f64) == *b,
-            (Float(a), Float(b)) => a == b,
+            (Int(a), Float(b)) | (Float(b), Int(a)) => (*a as f64) == b.get(),
+            (Float(a), Float(b)) => a.get() == b.get(),
             (Tuple(_), Arr(_) | Msgs(_) | List(_)) | (Arr(_) | Msgs(_) | List(_), Tuple(_)) => false,
             (Obj(a), Obj(b)) | (Msg(a), Msg(b)) if std::ptr::eq(*a, *b) => true,
             _ if self.as_str().is_some() || other.as_str().is_some() => self.as_str() == other.as_str(),
@@ -321,11 +359,11 @@ impl<'a> Value<'a> {
         match self {
             Value::Undefined => {}
             Value::None => out.push_str("None"),
-            Value::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
+            Value::Bool(b) => out.push_str(if b.get() { "True" } else { "False" }),
             Value::Int(i) => {
                 let _ = write!(out, "{i}");
             }
-            Value::Float(f) => out.push_str(&py_float(*f, false)),
+            Value::Float(f) => out.push_str(&py_float(f.get(), false)),
             Value::Str(_) | Value::String(_) => repr_str(self.as_str().unwrap_or_default(), out),
             Value::Arr(_) | Value::Msgs(_) | Value::List(_) | Value::Tuple(_) => {
                 out.push('[');
@@ -380,11 +418,11 @@ impl JsonDump<'_> {
     pub(super) fn write(&self, v: &Value<'_>, level: usize, out: &mut String) -> R<()> {
         match v {
             Value::None => out.push_str("null"),
-            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Bool(b) => out.push_str(if b.get() { "true" } else { "false" }),
             Value::Int(i) => {
                 let _ = write!(out, "{i}");
             }
-            Value::Float(f) => out.push_str(&py_float(*f, true)),
+            Value::Float(f) => out.push_str(&py_float(f.get(), true)),
             Value::Str(_) | Value::String(_) => json_str(v.as_str().unwrap_or_default(), self.ensure_ascii, out),
             Value::Arr(_) | Value::Msgs(_) | Value::List(_) | Value::Tuple(_) => {
                 out.push('[');
@@ -445,5 +483,17 @@ impl JsonDump<'_> {
             Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two words, so that `eval` returns its result in registers (see [`Value`]).
+    #[test]
+    fn a_value_is_two_words() {
+        assert_eq!(std::mem::size_of::<Value>(), 16);
+        assert_eq!(std::mem::size_of::<R<Value>>(), 16);
     }
 }
