@@ -284,7 +284,7 @@ pub(crate) fn cut_at_tag(rendered: &str, continued: &str) -> Result<usize, Templ
     let final_text = py_strip(continued);
     // One search instead of three: the final text almost always sits right before the (last) tag,
     // which proves it appears; only otherwise is the whole output searched for it.
-    let last_tag = rendered.rfind(tag);
+    let last_tag = rfind_near_end(rendered, tag);
     let text_appears = |loc: usize| rendered[..loc].ends_with(final_text) || rendered.contains(final_text);
     let Some(loc) = last_tag.filter(|&loc| text_appears(loc)) else {
         return Err(invalid(format!(
@@ -297,6 +297,16 @@ pub(crate) fn cut_at_tag(rendered: &str, continued: &str) -> Result<usize, Templ
         // The template trimmed the message: the trailing spacing went with it.
         Ok(py_rstrip(&rendered[..loc]).len())
     }
+}
+
+/// `hay.rfind(needle)` for an ASCII needle that is usually near the end (the continue tag): a
+/// backward scan finds it within a few bytes, where setting up a general substring search costs
+/// more than the search. (At most `needle.len()` comparisons per byte in the worst case.)
+fn rfind_near_end(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let first = *n.first()?;
+    // An ASCII needle only matches at character boundaries.
+    (0..=h.len().checked_sub(n.len())?).rev().find(|&i| h[i] == first && h[i..].starts_with(n))
 }
 
 /// Whether any string in the value contains a generation marker character.
@@ -321,6 +331,15 @@ pub(crate) fn request_has_marker(req: &ChatRequest) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backward_search_finds_the_last_match() {
+        for (hay, needle) in
+            [("abcabc", "bc"), ("abc", "abcd"), ("", "a"), ("xxCONTINUExxCONT", "CONTINUE"), ("é€CAT", "CAT")]
+        {
+            assert_eq!(rfind_near_end(hay, needle), hay.rfind(needle), "{hay} {needle}");
+        }
+    }
 
     #[test]
     fn the_length_check_lets_every_reasoning_field_through() {

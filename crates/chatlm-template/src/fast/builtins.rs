@@ -19,16 +19,32 @@ fn substr<'a>(whole: &Value<'a>, sub: &str) -> Value<'a> {
     Value::String(Rc::new(sub.to_string()))
 }
 
-impl<'a> Vm<'a> {
-    fn args(&mut self, args: &'a Args) -> R<Vec<Value<'a>>> {
-        let mut vals = Vec::new();
-        if !args.pos.is_empty() {
-            vals.reserve_exact(args.pos.len());
-            for a in &args.pos {
-                vals.push(self.eval(a)?);
-            }
+/// Evaluated positional arguments: most calls have none or one, which need no allocation.
+enum ArgVals<'a> {
+    None,
+    One(Value<'a>),
+    Many(Vec<Value<'a>>),
+}
+
+impl<'a> std::ops::Deref for ArgVals<'a> {
+    type Target = [Value<'a>];
+
+    fn deref(&self) -> &[Value<'a>] {
+        match self {
+            ArgVals::None => &[],
+            ArgVals::One(v) => std::slice::from_ref(v),
+            ArgVals::Many(v) => v,
         }
-        Ok(vals)
+    }
+}
+
+impl<'a> Vm<'a> {
+    fn args(&mut self, args: &'a Args) -> R<ArgVals<'a>> {
+        Ok(match &*args.pos {
+            [] => ArgVals::None,
+            [a] => ArgVals::One(self.eval(a)?),
+            many => ArgVals::Many(many.iter().map(|a| self.eval(a)).collect::<R<_>>()?),
+        })
     }
 
     fn no_kwargs(args: &Args) -> R<()> {
@@ -144,7 +160,7 @@ impl<'a> Vm<'a> {
                     Some(_) => return Err(Bail),
                 };
                 if matches!(v, Value::Undefined) || (lax && !v.truthy()?) {
-                    a.into_iter().next().unwrap_or(Value::Str(&super::value::EMPTY))
+                    a.first().cloned().unwrap_or(Value::Str(&super::value::EMPTY))
                 } else {
                     v
                 }
@@ -357,7 +373,7 @@ impl<'a> Vm<'a> {
             Func::StrftimeNow => {
                 Self::no_kwargs(args)?;
                 let a = self.args(args)?;
-                let [fmt] = a.as_slice() else {
+                let [fmt] = &*a else {
                     return Err(Bail);
                 };
                 let now = self.now.unwrap_or_else(crate::clock::DateTime::now_utc);
@@ -484,11 +500,11 @@ pub(super) fn strip<'s>(s: &'s str, chars: Option<&str>, start: bool, end: bool)
             _ => s.trim_end(),
         },
         Some(chars) => {
-            let set: Vec<char> = chars.chars().collect();
+            let set = |c: char| chars.contains(c);
             match (start, end) {
-                (true, true) => s.trim_matches(&set[..]),
-                (true, false) => s.trim_start_matches(&set[..]),
-                _ => s.trim_end_matches(&set[..]),
+                (true, true) => s.trim_matches(set),
+                (true, false) => s.trim_start_matches(set),
+                _ => s.trim_end_matches(set),
             }
         }
     }

@@ -54,7 +54,7 @@ pub(crate) struct Program {
     is_func: Vec<bool>,
     /// `messages`, `tools`, `documents`, `add_generation_prompt`, where the template reads them.
     fixed: [Option<Sym>; 4],
-    /// The size of the last output, to allocate the next one at once.
+    /// About the size of the recent outputs, to allocate the next one at once.
     size_hint: AtomicUsize,
 }
 
@@ -111,10 +111,13 @@ impl Program {
         }
         let mut vm = eval::Vm::new(self, globals, limits.fuel, limits.recursion, limits.max_output_bytes);
         vm.now = req.now;
-        let mut out = String::with_capacity(self.size_hint.load(Ordering::Relaxed).clamp(256, 1 << 20));
+        let hint = self.size_hint.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(hint.clamp(256, 1 << 20));
         vm.exec(&self.body, &mut out).ok()?;
         vm.spend_bytes(out.len()).ok()?;
-        self.size_hint.store(out.len() + out.len() / 8, Ordering::Relaxed);
+        // Grown at once, shrunk slowly: outputs of one template vary with the conversation, and
+        // growing the buffer while rendering copies what was written so far.
+        self.size_hint.store((out.len() + out.len() / 8).max(hint - hint / 8), Ordering::Relaxed);
         (out.len() <= limits.max_output_bytes).then_some((out, vm.spans))
     }
 

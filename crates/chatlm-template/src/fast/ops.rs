@@ -88,14 +88,14 @@ impl<'a> Vm<'a> {
                 Ok(!matches!(container.get_attr(needle.as_str().or_bail()?)?, Value::Undefined))
             }
             Value::Arr(_) | Value::Msgs(_) | Value::List(_) | Value::Tuple(_) => {
-                let items = container.items()?;
-                self.spend(items.len() as i64 * ITEM)?;
-                for item in &items {
-                    if item.equals(needle)? {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
+                self.spend(container.len()? as i64 * ITEM)?;
+                // Visited in place (no list built); every item still converts, as when listing them.
+                let mut found = false;
+                container.for_each_item(|item| {
+                    found = found || item.equals(needle)?;
+                    Ok(())
+                })?;
+                Ok(found)
             }
             _ => Err(Bail),
         }
