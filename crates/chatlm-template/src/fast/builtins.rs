@@ -114,7 +114,7 @@ impl<'a> Vm<'a> {
                     return Err(Bail);
                 }
                 self.spend(items.len() as i64 * ITEM)?;
-                let mut s = String::new();
+                let mut s = String::with_capacity(super::eval::SCRATCH);
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         s.push_str(sep);
@@ -396,7 +396,7 @@ impl<'a> Vm<'a> {
 
     /// The crate's `tojson(ensure_ascii, indent, separators, sort_keys)` (Python's `json.dumps`).
     fn tojson(&mut self, v: &Value<'a>, args: &'a Args) -> R<Value<'a>> {
-        let mut out = String::new();
+        let mut out = String::with_capacity(super::eval::SCRATCH);
         self.tojson_into(v, args, &mut out)?;
         Ok(Value::String(Rc::new(out)))
     }

@@ -24,6 +24,10 @@ const MAX_MACRO_DEPTH: usize = 48;
 /// The name of a macro argument while the call's arguments are being evaluated.
 pub(super) const PENDING: Sym = Sym::MAX;
 
+/// The capacity strings built while rendering (concatenations, macro output, captured blocks)
+/// start with: room for a typical piece, where growing from empty reallocates several times.
+pub(super) const SCRATCH: usize = 128;
+
 /// Loop nesting the fast path allows.
 pub(super) const MAX_LOOPS: usize = 8;
 
@@ -175,7 +179,7 @@ impl<'a> Vm<'a> {
                     }
                 }
                 Stmt::SetBlock(s, body) => {
-                    let mut buf = String::new();
+                    let mut buf = String::with_capacity(SCRATCH);
                     self.capturing += 1;
                     self.exec(body, &mut buf)?;
                     self.capturing -= 1;
@@ -490,7 +494,7 @@ impl<'a> Vm<'a> {
             }
             Expr::Dict(items) => self.dict(items)?,
             Expr::StrConcat(_) => {
-                let mut s = String::new();
+                let mut s = String::with_capacity(SCRATCH);
                 self.emit_str(e, &mut s)?;
                 self.spend_bytes(s.len())?;
                 Value::String(Rc::new(s))
@@ -556,7 +560,7 @@ impl<'a> Vm<'a> {
             }
             Expr::Call(f, args) => self.call(*f, args)?,
             Expr::CallMacro(s, args) => {
-                let mut buf = String::new();
+                let mut buf = String::with_capacity(SCRATCH);
                 self.call_macro(*s, args, &mut buf)?;
                 self.spend_bytes(buf.len())?;
                 Value::String(Rc::new(buf))

@@ -38,7 +38,7 @@ impl<'a> Vm<'a> {
                 })
             }
             (BinOp::Add | BinOp::Concat, ..) => {
-                let mut s = String::new();
+                let mut s = String::with_capacity(super::eval::SCRATCH);
                 let ok = if op == BinOp::Add {
                     match (l.as_str(), r.as_str()) {
                         (Some(a), Some(b)) => {
