@@ -234,6 +234,16 @@ fn mark_final(
     field: &str,
     mentions: &dyn Fn(&str) -> bool,
 ) -> Result<String, TemplateError> {
+    // The common case, a text field the template mentions: marked in place, no copy of the text or
+    // the key (the general path below gives the same message).
+    if !REASONING_FIELDS.contains(&field) && mentions(field) {
+        if let Some((_, Json::String(text))) = last.iter_mut().find(|(k, _)| *k == field) {
+            let mut marked = String::with_capacity(text.len() + CONTINUE_TAG.len());
+            marked.push_str(text);
+            marked.push_str(CONTINUE_TAG);
+            return Ok(std::mem::replace(text, marked));
+        }
+    }
     let Some(final_value) = last.get(field).cloned() else {
         return Err(invalid(format!(
             "continue_final_message is set but the final message has no \"{field}\" to continue!"

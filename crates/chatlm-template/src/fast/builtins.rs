@@ -8,7 +8,8 @@ use std::rc::Rc;
 
 use super::ast::{Args, Filter, Func, Method, Test};
 use super::eval::{Vm, ITEM};
-use super::value::{Bail, JsonDump, OrBail, Value, R};
+use super::json::JsonDump;
+use super::value::{Bail, OrBail, Value, R};
 
 /// `sub` (a part of `whole`'s text) as a value: `whole` itself when it is all of it (nothing was
 /// stripped, say), else a new string (a value holds no borrowed part of a text; see [`Value`]).

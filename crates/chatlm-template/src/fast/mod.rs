@@ -22,6 +22,7 @@ mod builtins;
 mod eval;
 mod expr;
 mod flow;
+mod json;
 mod lexer;
 mod ops;
 mod parser;
