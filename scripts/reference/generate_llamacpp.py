@@ -112,6 +112,8 @@ def main():
     result = {
         "gguf": name,
         "llama_cpp_python": llama_cpp.__version__,
+        # The build's SIMD decides llama.cpp's summation orders (see chatlm-model's ggml module).
+        "system_info": llama_cpp.llama_print_system_info().decode().strip(),
         "threads": THREADS,
         "stop_ids": stop_ids,
         "max_answer": MAX_ANSWER,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use chatlm_generate::{GenerationConfig, LogitsModel, Message, PromptRenderer, TextDecoder};
-use chatlm_model::{BatchInput, KvCache, LoadOptions, Model, ModelError, ModelSource, Quantization};
+use chatlm_model::{BatchInput, KvCache, LoadOptions, Model, ModelError, ModelSource, Numerics, Quantization};
 use chatlm_template::{apply_chat_template, ApplyOptions, ChatRequest, ChatTemplate, TemplateError};
 use chatlm_tokenizer::{Tokenizer, TokenizerError};
 use serde_json::{json, Value};
@@ -132,6 +132,11 @@ pub struct LoadRequest {
     /// Expand GGUF blocks to f32 (transformers' exact computation); set by `generate --dequantize`.
     #[arg(skip)]
     pub dequantize: bool,
+    /// Arithmetic of the forward pass: `native` (chatlm's kernels) or `llamacpp` (llama.cpp's
+    /// CPU arithmetic reproduced bit for bit: the same logits and greedy tokens as llama.cpp
+    /// on the same GGUF; Llama-family Q4_1/Q8_0/F16 files, several times slower).
+    #[arg(long, default_value = "native")]
+    pub numerics: Numerics,
 }
 
 /// A model ready to generate: weights, tokenizer, chat template and defaults.
@@ -170,7 +175,8 @@ impl Engine {
         };
         let start = Instant::now();
         let options = LoadOptions { quantize: req.quantize, dequantize: req.dequantize, ..LoadOptions::default() };
-        let model = Model::from_source(&source, &options).with_context(|| format!("loading model {name}"))?;
+        let mut model = Model::from_source(&source, &options).with_context(|| format!("loading model {name}"))?;
+        model.set_numerics(req.numerics).with_context(|| format!("--numerics for {name}"))?;
         let tokenizer = load_tokenizer(&source, req.tokenizer.as_deref())?;
         let load_s = start.elapsed().as_secs_f64();
         let generation = match source.directory().map(|d| d.join("generation_config.json")) {

@@ -135,6 +135,41 @@ fn smollm2_greedy_matches_llamacpp_up_to_near_ties() {
     }
 }
 
+/// With `--numerics llamacpp` every answer equals llama.cpp's token for token through its stop
+/// token, on every file (the logits themselves are checked bit for bit, with the long runs,
+/// in chatlm-model's `tests/llamacpp_exact.rs`).
+#[test]
+fn llamacpp_numerics_give_llamacpps_answers() {
+    let Some(dir) = model_dir() else {
+        println!("skipped: SmolLM2 GGUF not found (set CHATLM_SMOLLM2 or run scripts/fetch-smollm2.sh)");
+        return;
+    };
+    for quant in ["Q4_1", "Q8_0", "F16"] {
+        let reference: Value = serde_json::from_str(&std::fs::read_to_string(data(quant)).unwrap()).unwrap();
+        let gguf = dir.join(reference["gguf"].as_str().unwrap());
+        if !gguf.is_file() {
+            println!("skipped {quant}: {} not found", gguf.display());
+            continue;
+        }
+        for (n, case) in reference["cases"].as_array().unwrap().iter().enumerate() {
+            let want = ids(&case["answer_ids"]);
+            let messages = std::env::temp_dir().join(format!("chatlm-smollm2-exact-{}-{n}.json", std::process::id()));
+            std::fs::write(&messages, case["messages"].to_string()).unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_chatlm"))
+                .args(["generate", "--model", gguf.to_str().unwrap(), "--messages", messages.to_str().unwrap()])
+                .args(["--numerics", "llamacpp", "--json", "--max-new-tokens", &want.len().to_string()])
+                .output()
+                .unwrap();
+            std::fs::remove_file(&messages).unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(ids(&got["ids"]), want, "{quant} case {n} ({})", case["messages"]);
+            assert_eq!(got["finish_reason"], case["finish_reason"], "{quant} case {n}");
+        }
+        println!("{quant}: all {} answers equal llama.cpp's", reference["cases"].as_array().unwrap().len());
+    }
+}
+
 /// On the f16 GGUF, and on Q4_1 computed like transformers (`--dequantize`), the answer is the
 /// expected sentence. On Q4_1/Q8_0 blocks the first token is a near-tie that the 8-bit
 /// activations of the quantized products tip to "L'" — in llama.cpp as in chatlm (see the

@@ -43,6 +43,11 @@ impl RmsNorm {
         self.weight.elem_count() * self.weight.dtype().size_in_bytes()
     }
 
+    /// The weight as f32 values.
+    pub(crate) fn values(&self) -> &[f32] {
+        &self.values
+    }
+
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?)
     }

@@ -6,6 +6,7 @@ use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::decode::{NativeDecoder, StepInputs};
 use crate::error::{ModelError, Result};
+use crate::ggml::{self, Numerics};
 use crate::layers::{attention_mask, DecoderLayer, RmsNorm, StepContext};
 use crate::linear::{Linear, Weight};
 use crate::rope::Rope;
@@ -93,6 +94,8 @@ pub struct Model {
     dtype: DType,
     /// The candle-free decode step, when the weights allow it.
     native: Option<NativeDecoder>,
+    /// Whose arithmetic the single-sequence forward pass follows.
+    numerics: Numerics,
 }
 
 impl Model {
@@ -113,6 +116,7 @@ impl Model {
         let native = NativeDecoder::new(&embed_tokens, &layers, &lm_head, ctx.dtype, device);
         Ok(Self {
             native,
+            numerics: Numerics::Native,
             rope: Rope::new(c),
             config,
             embed_tokens,
@@ -122,6 +126,36 @@ impl Model {
             device: device.clone(),
             dtype: ctx.dtype,
         })
+    }
+
+    /// Switches the arithmetic of single-sequence forward passes: [`Numerics::LlamaCpp`]
+    /// reproduces llama.cpp's logits bit for bit (several times slower; Llama-family GGUF
+    /// models in Q4_1/Q8_0/F16), and then batches of several sequences are refused rather
+    /// than computed another way. An error says why a model is not covered.
+    pub fn set_numerics(&mut self, numerics: Numerics) -> Result<()> {
+        if numerics == Numerics::LlamaCpp {
+            ggml::check_support(&self.config, self.native.as_ref())?;
+        }
+        self.numerics = numerics;
+        Ok(())
+    }
+
+    /// The arithmetic set by [`Self::set_numerics`].
+    pub fn numerics(&self) -> Numerics {
+        self.numerics
+    }
+
+    /// [`Self::forward_last`] in llama.cpp's numerics, handing every intermediate vector
+    /// (`name`, layer, values; llama.cpp's tensor names) to `trace`: for comparisons with
+    /// llama.cpp's own tensors (`scripts/reference/llamacpp_dump.py`).
+    #[doc(hidden)]
+    pub fn forward_last_traced(&self, ids: &[u32], cache: &mut KvCache, trace: &mut dyn FnMut(&str, usize, &[f32])) -> Result<Vec<f32>> {
+        let input = BatchInput {
+            ids: vec![ids.to_vec()],
+            attention_mask: vec![vec![true; ids.len()]],
+        };
+        ggml::check_support(&self.config, self.native.as_ref())?;
+        self.run_ggml(&input, cache, true, trace)
     }
 
     /// The model's hyper-parameters.
@@ -197,6 +231,9 @@ impl Model {
     /// several when only the last logits are wanted; `None` when the input or the model
     /// needs the candle path.
     fn run_native(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool) -> Option<Result<Vec<f32>>> {
+        if self.numerics == Numerics::LlamaCpp {
+            return Some(self.run_ggml(input, cache, last_only, &mut |_, _, _| {}));
+        }
         let native = self.native.as_ref()?;
         let (&[ref ids], &[ref mask]) = (&input.ids[..], &input.attention_mask[..]) else {
             return None;
@@ -236,10 +273,42 @@ impl Model {
         }))
     }
 
+    /// One sequence in llama.cpp's numerics: logits of the last position, or of all.
+    fn run_ggml(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool, trace: ggml::Trace) -> Result<Vec<f32>> {
+        let native = self.native.as_ref().expect("set_numerics checked the native plan");
+        let (&[ref ids], &[ref mask]) = (&input.ids[..], &input.attention_mask[..]) else {
+            return Err(ModelError::InvalidInput("llama.cpp numerics run one sequence at a time".into()));
+        };
+        if !mask.iter().all(|&real| real) || cache.batch_size() != 1 || cache.dtype() != DType::F32 {
+            return Err(ModelError::InvalidInput("llama.cpp numerics run one unpadded sequence with an f32 cache".into()));
+        }
+        self.validate(input)?;
+        let start = cache.len();
+        let positions = cache.begin_step(&input.attention_mask)?;
+        let inputs = StepInputs {
+            layers: &self.layers,
+            norm: &self.norm,
+            rope: &self.rope,
+            config: &self.config,
+        };
+        match native.ggml_forward(&inputs, ids, &positions[0], cache, !last_only, trace) {
+            Ok(logits) => {
+                cache.end_step(ids.len());
+                Ok(logits)
+            }
+            Err(e) => {
+                cache.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
     fn run(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool) -> Result<Tensor> {
         if let Some(logits) = self.run_native(input, cache, last_only) {
             let vocab = self.config.vocab_size;
-            return Ok(Tensor::from_vec(logits?, (1, 1, vocab), &self.device)?);
+            let logits = logits?;
+            let rows = logits.len() / vocab;
+            return Ok(Tensor::from_vec(logits, (1, rows, vocab), &self.device)?);
         }
         let new = self.validate(input)?;
         let start = cache.len();
