@@ -16,6 +16,11 @@
 //! scalar kernels of ours but run on candle's SIMD kernels on AVX2 machines until ours exist.
 //! The kernel threads follow `CHATLM_THREADS`, else `RAYON_NUM_THREADS`.
 //!
+//! Numerics ([`Numerics`], [`Model::set_numerics`]): the kernels are as accurate as llama.cpp's
+//! but sum in their own orders; `Numerics::LlamaCpp` instead reproduces llama.cpp's CPU
+//! arithmetic bit for bit (same logits, same greedy tokens, several times slower) for
+//! Llama-family GGUF files in Q4_1/Q8_0/f16.
+//!
 //! Threads: candle sizes its CPU work from `RAYON_NUM_THREADS` and, when that is unset,
 //! re-reads `/proc/cpuinfo` on every matrix product (candle 0.11), which costs more than the
 //! product on small models. Binaries should set `RAYON_NUM_THREADS` (e.g. from `--threads`)
