@@ -247,29 +247,9 @@ impl Model {
         if cache.batch_size() != 1 || cache.dtype() != DType::F32 {
             return None;
         }
-        Some(self.validate(input).and_then(|_| {
-            let start = cache.len();
-            let positions = cache.begin_step(&input.attention_mask)?;
-            let inputs = StepInputs {
-                layers: &self.layers,
-                norm: &self.norm,
-                rope: &self.rope,
-                config: &self.config,
-            };
-            let result = match &ids[..] {
-                &[token] => native.step(&inputs, token, positions[0][0], cache),
-                _ => native.prefill(&inputs, ids, &positions[0], cache),
-            };
-            match result {
-                Ok(logits) => {
-                    cache.end_step(ids.len());
-                    Ok(logits)
-                }
-                Err(e) => {
-                    cache.truncate(start);
-                    Err(e)
-                }
-            }
+        Some(self.sequence_step(input, cache, |inputs, positions, cache| match &ids[..] {
+            &[token] => native.step(inputs, token, positions[0], cache),
+            _ => native.prefill(inputs, ids, positions, cache),
         }))
     }
 
@@ -282,7 +262,20 @@ impl Model {
         if !mask.iter().all(|&real| real) || cache.batch_size() != 1 || cache.dtype() != DType::F32 {
             return Err(ModelError::InvalidInput("llama.cpp numerics run one unpadded sequence with an f32 cache".into()));
         }
-        self.validate(input)?;
+        self.sequence_step(input, cache, |inputs, positions, cache| {
+            native.ggml_forward(inputs, ids, positions, cache, !last_only, trace)
+        })
+    }
+
+    /// Runs `f` on the new positions of the one sequence of `input` (the cache's slots just
+    /// recorded), then commits the cache step, or rolls the cache back when `f` fails.
+    fn sequence_step(
+        &self,
+        input: &BatchInput,
+        cache: &mut KvCache,
+        f: impl FnOnce(&StepInputs, &[u32], &KvCache) -> Result<Vec<f32>>,
+    ) -> Result<Vec<f32>> {
+        let new = self.validate(input)?;
         let start = cache.len();
         let positions = cache.begin_step(&input.attention_mask)?;
         let inputs = StepInputs {
@@ -291,9 +284,9 @@ impl Model {
             rope: &self.rope,
             config: &self.config,
         };
-        match native.ggml_forward(&inputs, ids, &positions[0], cache, !last_only, trace) {
+        match f(&inputs, &positions[0], cache) {
             Ok(logits) => {
-                cache.end_step(ids.len());
+                cache.end_step(new);
                 Ok(logits)
             }
             Err(e) => {
