@@ -183,6 +183,15 @@ mod tests {
     }
 
     #[test]
+    fn literal_emits_become_text() {
+        // "a", 'b', "c", "d" merge (four pieces at most), then "e", the variable, "f".
+        let prog = compile("a{{ 'b' }}{{ \"c\" }}d{{ 'e' }}{{ m }}{{ 'f' }}").unwrap();
+        assert_eq!(prog.body.len(), 4);
+        let src = "a{{ 'b' }}{{ \"c\" }}d{{ 'e' }}{% for m in messages %}{{ m.role }}{% endfor %}{{- ' f' }}";
+        assert_eq!(render(src, json!([{"role": "u"}])).unwrap(), "abcdeu f");
+    }
+
+    #[test]
     fn attribute_comparisons_read_the_json_in_place() {
         let src = "{% for m in messages %}{% if m.x == 'a' %}y{% elif m.x != 'b' %}n{% endif %}{% endfor %}";
         let msgs = json!([{"x": "a"}, {"x": "b"}, {"x": 5}, {"x": [1]}, {"x": {"a": 1}}, {"x": false}]);

@@ -8,6 +8,22 @@ use super::ast::*;
 use super::lexer::Tok;
 use super::Program;
 
+/// Text pieces merged into one statement at most: a statement costs fuel once, and up to this many
+/// pieces it still costs more than minijinja charges for writing them one by one.
+const MAX_PIECES: usize = 4;
+
+/// Appends text, merged into the previous statement when that is text too (fewer statements to
+/// run); `pieces` counts what the last statement holds.
+fn push_text(out: &mut Vec<Stmt>, pieces: &mut usize, text: &str) {
+    if let (Some(Stmt::Text(prev)), 1..MAX_PIECES) = (out.last_mut(), *pieces) {
+        *prev = format!("{prev}{text}").into();
+        *pieces += 1;
+    } else {
+        out.push(Stmt::Text(text.into()));
+        *pieces = 1;
+    }
+}
+
 /// Deeper expression nesting than this is left to minijinja (the parser recurses).
 pub(super) const MAX_DEPTH: usize = 64;
 
@@ -165,11 +181,20 @@ impl<'s> Parser<'s> {
 
     fn body_inner(&mut self, ends: &[&'static str]) -> Option<(Vec<Stmt>, Option<&'static str>)> {
         let mut out = Vec::new();
+        // How many pieces of text the last statement holds (see `push_text`).
+        let mut pieces = 0;
         while let Some(tok) = self.next() {
             match tok {
-                Tok::Text(t) => out.push(Stmt::Text(t.into())),
+                Tok::Text(t) => push_text(&mut out, &mut pieces, t),
                 Tok::VarStart => {
-                    out.push(Stmt::Emit(self.expr()?));
+                    match self.expr()? {
+                        // `{{- 'literal' }}` is text: written without evaluating anything.
+                        Expr::Str(s) => push_text(&mut out, &mut pieces, &s),
+                        e => {
+                            out.push(Stmt::Emit(e));
+                            pieces = 0;
+                        }
+                    }
                     self.expect(Tok::VarEnd)?;
                 }
                 Tok::BlockStart => {
@@ -178,6 +203,7 @@ impl<'s> Parser<'s> {
                         return Some((out, Some(end)));
                     }
                     out.push(self.stmt(kw)?);
+                    pieces = 0;
                 }
                 _ => return None,
             }
