@@ -309,6 +309,14 @@ impl<'a> Vm<'a> {
                 out.truncate(mark);
             }
             Expr::CallMacro(s, args) => return self.call_macro(*s, args, out),
+            // `{{ message.content }}`: written from the request's JSON in place.
+            Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
+                let Expr::Var(s) = **obj else { return Err(Bail) };
+                if let Some(done) = self.lookup_ref(s).with_attr(name, |v| v.write_to(out)) {
+                    self.spend(STEP)?;
+                    return done;
+                }
+            }
             Expr::Filter(Filter::ToJson, x, args) => {
                 let v = self.eval(x)?;
                 return self.tojson_into(&v, args, out);

@@ -52,6 +52,8 @@ impl<'a> Vm<'a> {
             self.spend(STEP)?;
             self.loops[level].0 = i;
             match (b, &f.target) {
+                // After the first item the variable's slot is the frame's first (see `set`).
+                (None, Target::Name(_)) if i > 0 => self.locals[base].1 = a,
                 (None, t) => self.bind(t, a)?,
                 (Some(b), Target::Tuple(names)) if names.len() == 2 => {
                     self.set(names[0], a);
