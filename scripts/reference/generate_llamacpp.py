@@ -14,12 +14,15 @@ tokens ignored, up to `LONG` tokens past the first stop token (or `MAX_ANSWER` t
 Produces crates/chatlm-cli/tests/data/generate_llamacpp_<quant>.json (quant from the file name). Rerun:
     python3 scripts/reference/generate_llamacpp.py [path/to/SmolLM2-135M-Instruct.Q4_1.gguf]
 (default: $CHATLM_SMOLLM2, else ~/.cache/chatlm/models/SmolLM2-135M-Instruct.Q4_1.gguf)
+llama.cpp's sums depend on the SIMD it was built for; for another build of llama-cpp-python, put it
+first on PYTHONPATH and name the output with `--suffix` (generate_llamacpp_<quant>.<suffix>.json):
+    PYTHONPATH=/path/to/llama_avx2 python3 scripts/reference/generate_llamacpp.py --suffix avx2
 Needs: llama-cpp-python, transformers, gguf, numpy.
 """
 
+import argparse
 import json
 import os
-import sys
 
 import llama_cpp
 import numpy as np
@@ -74,7 +77,12 @@ def through_stop(ids, stop_ids):
 
 
 def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CHATLM_SMOLLM2", DEFAULT)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model", nargs="?", default=os.environ.get("CHATLM_SMOLLM2", DEFAULT))
+    ap.add_argument("--suffix", default="", help="output generate_llamacpp_<quant>.<suffix>.json")
+    args = ap.parse_args()
+    path = args.model
+    print(f"llama_cpp from {llama_cpp.__file__}")
     folder, name = os.path.split(os.path.abspath(path))
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     llm = Llama(model_path=path, n_ctx=1024, n_threads=THREADS, n_batch=512, logits_all=True, verbose=False)
@@ -120,7 +128,8 @@ def main():
         "cases": cases,
     }
     quant = name.rsplit(".", 2)[-2] if name.count(".") >= 2 else "model"
-    out = os.path.join(DATA, f"generate_llamacpp_{quant}.json")
+    suffix = f".{args.suffix}" if args.suffix else ""
+    out = os.path.join(DATA, f"generate_llamacpp_{quant}{suffix}.json")
     with open(out, "w") as f:
         json.dump(result, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")

@@ -134,7 +134,9 @@ pub struct LoadRequest {
     pub dequantize: bool,
     /// Arithmetic of the forward pass: `native` (chatlm's kernels) or `llamacpp` (llama.cpp's
     /// CPU arithmetic reproduced bit for bit: the same logits and greedy tokens as llama.cpp
-    /// on the same GGUF; Llama-family Q4_1/Q8_0/F16 files, several times slower).
+    /// on the same GGUF; Llama-family Q4_1/Q8_0/F16 files, several times slower). llama.cpp's
+    /// sums depend on its build: `llamacpp` follows the build for this CPU (AVX-512 or AVX2),
+    /// `llamacpp-avx512` / `llamacpp-avx2` a given one on any CPU.
     #[arg(long, default_value = "native")]
     pub numerics: Numerics,
 }

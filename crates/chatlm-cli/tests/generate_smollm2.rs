@@ -135,9 +135,9 @@ fn smollm2_greedy_matches_llamacpp_up_to_near_ties() {
     }
 }
 
-/// With `--numerics llamacpp` every answer equals llama.cpp's token for token through its stop
-/// token, on every file (the logits themselves are checked bit for bit, with the long runs,
-/// in chatlm-model's `tests/llamacpp_exact.rs`).
+/// With `--numerics llamacpp-avx512` (the build that made the reference) every answer equals
+/// llama.cpp's token for token through its stop token, on every file (the logits themselves
+/// are checked bit for bit, with the long runs, in chatlm-model's `tests/llamacpp_exact.rs`).
 #[test]
 fn llamacpp_numerics_give_llamacpps_answers() {
     let Some(dir) = model_dir() else {
@@ -157,7 +157,7 @@ fn llamacpp_numerics_give_llamacpps_answers() {
             std::fs::write(&messages, case["messages"].to_string()).unwrap();
             let out = Command::new(env!("CARGO_BIN_EXE_chatlm"))
                 .args(["generate", "--model", gguf.to_str().unwrap(), "--messages", messages.to_str().unwrap()])
-                .args(["--numerics", "llamacpp", "--json", "--max-new-tokens", &want.len().to_string()])
+                .args(["--numerics", "llamacpp-avx512", "--json", "--max-new-tokens", &want.len().to_string()])
                 .output()
                 .unwrap();
             std::fs::remove_file(&messages).unwrap();

@@ -5,6 +5,8 @@
 //! python3 scripts/reference/llamacpp_dump.py --out /tmp/llamacpp_dump      # llama.cpp's tensors
 //! cargo run --release -p chatlm-model --example ggml_trace -- MODEL.gguf /tmp/llamacpp_dump
 //! ```
+//! An optional third argument names the llama.cpp build to follow (`llamacpp-avx2`,
+//! `llamacpp-avx512`; default `llamacpp`, this CPU's): the one the dump was made with.
 //! For every token of the dumped run (the prompt batch, then each decode step) it prints the
 //! first node whose values differ from llama.cpp's (bit for bit) and a summary.
 
@@ -15,8 +17,10 @@ use chatlm_model::{LoadOptions, Model, ModelSource, Numerics};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [model_path, dump] = &args[..] else {
-        return Err("usage: ggml_trace MODEL.gguf DUMP_DIR".into());
+    let (model_path, dump, numerics) = match &args[..] {
+        [model, dump] => (model, dump, Numerics::LlamaCpp),
+        [model, dump, numerics] => (model, dump, numerics.parse::<Numerics>()?),
+        _ => return Err("usage: ggml_trace MODEL.gguf DUMP_DIR [llamacpp|llamacpp-avx2|llamacpp-avx512]".into()),
     };
     let dump = PathBuf::from(dump);
     let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dump.join("run.json"))?)?;
@@ -24,7 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (prompt, greedy) = (ids("prompt_ids"), ids("greedy_tokens"));
 
     let mut model = Model::from_source(&ModelSource::resolve(model_path)?, &LoadOptions::default())?;
-    model.set_numerics(Numerics::LlamaCpp)?;
+    model.set_numerics(numerics)?;
+    println!("numerics: {numerics:?}");
     let mut cache = model.new_cache(1, 1024)?;
     let mut report = Report::default();
 

@@ -128,12 +128,12 @@ impl Model {
         })
     }
 
-    /// Switches the arithmetic of single-sequence forward passes: [`Numerics::LlamaCpp`]
-    /// reproduces llama.cpp's logits bit for bit (several times slower; Llama-family GGUF
-    /// models in Q4_1/Q8_0/F16), and then batches of several sequences are refused rather
-    /// than computed another way. An error says why a model is not covered.
+    /// Switches the arithmetic of single-sequence forward passes: [`Numerics::LlamaCpp`] (or
+    /// a named llama.cpp build) reproduces llama.cpp's logits bit for bit (several times
+    /// slower; Llama-family GGUF models in Q4_1/Q8_0/F16), and then batches of several
+    /// sequences are refused rather than computed another way. An error says why a model is not covered.
     pub fn set_numerics(&mut self, numerics: Numerics) -> Result<()> {
-        if numerics == Numerics::LlamaCpp {
+        if numerics.llamacpp_build().is_some() {
             ggml::check_support(&self.config, self.native.as_ref())?;
         }
         self.numerics = numerics;
@@ -231,7 +231,7 @@ impl Model {
     /// several when only the last logits are wanted; `None` when the input or the model
     /// needs the candle path.
     fn run_native(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool) -> Option<Result<Vec<f32>>> {
-        if self.numerics == Numerics::LlamaCpp {
+        if self.numerics.llamacpp_build().is_some() {
             return Some(self.run_ggml(input, cache, last_only, &mut |_, _, _| {}));
         }
         let native = self.native.as_ref()?;
@@ -262,8 +262,10 @@ impl Model {
         if !mask.iter().all(|&real| real) || cache.batch_size() != 1 || cache.dtype() != DType::F32 {
             return Err(ModelError::InvalidInput("llama.cpp numerics run one unpadded sequence with an f32 cache".into()));
         }
+        // A traced pass runs llama.cpp's arithmetic whatever `numerics` says: this CPU's build.
+        let build = self.numerics.llamacpp_build().unwrap_or_else(ggml::Build::for_this_cpu);
         self.sequence_step(input, cache, |inputs, positions, cache| {
-            native.ggml_forward(inputs, ids, positions, cache, !last_only, trace)
+            native.ggml_forward(build, inputs, ids, positions, cache, !last_only, trace)
         })
     }
 

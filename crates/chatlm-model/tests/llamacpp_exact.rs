@@ -9,10 +9,13 @@
 //! llama.cpp's to the bit. So the greedy answers are equal through their stop tokens and
 //! well beyond.
 //!
-//! llama.cpp's arithmetic depends on its build: the reference is llama.cpp built for x86-64
-//! with AVX2 and AVX-512 (its `system_info` is in the file), where ggml sums f16 dot products
-//! in 16 lanes. chatlm reproduces that build's arithmetic on any CPU (its SIMD kernels where
-//! the CPU has them, the lane-by-lane Rust elsewhere), so the test runs everywhere.
+//! llama.cpp's arithmetic depends on its build, so there is a reference per build (its
+//! `system_info` is in the file): `generate_llamacpp_<quant>.json` from llama.cpp built for
+//! x86-64 with AVX-512, where ggml sums f16 dot products in 16 lanes, checked with
+//! [`Numerics::LlamaCppAvx512`]; `generate_llamacpp_<quant>.avx2.json` from a build for AVX2
+//! without AVX-512 (8 lanes, another `expf`), checked with [`Numerics::LlamaCppAvx2`].
+//! chatlm reproduces either build's arithmetic on any CPU (its SIMD kernels where the CPU
+//! has them, the lane-by-lane Rust elsewhere), so the test runs everywhere.
 
 use std::path::{Path, PathBuf};
 
@@ -34,11 +37,12 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
-/// Runs every chat of `reference` on `gguf` and returns the number of steps checked.
-fn check_file(gguf: &Path, reference: &Value) -> usize {
+/// Runs every chat of `reference` on `gguf` in `numerics` and returns the number of steps
+/// checked.
+fn check_file(gguf: &Path, reference: &Value, numerics: Numerics) -> usize {
     let source = ModelSource::resolve(gguf.to_str().unwrap()).unwrap();
     let mut model = Model::from_source(&source, &LoadOptions::default()).unwrap();
-    model.set_numerics(Numerics::LlamaCpp).unwrap();
+    model.set_numerics(numerics).unwrap();
     let stop_ids = ids(&reference["stop_ids"]);
     let mut steps = 0;
     for (n, case) in reference["cases"].as_array().unwrap().iter().enumerate() {
@@ -53,12 +57,12 @@ fn check_file(gguf: &Path, reference: &Value) -> usize {
                 assert_eq!(
                     logits[id].to_bits(),
                     theirs.to_bits(),
-                    "{}: chat {n}, step {k}: logit of token {id} is {} where llama.cpp has {theirs}",
+                    "{} ({numerics:?}): chat {n}, step {k}: logit of token {id} is {} where llama.cpp has {theirs}",
                     gguf.display(),
                     logits[id]
                 );
             }
-            assert_eq!(argmax(&logits), want, "{}: chat {n}, step {k}", gguf.display());
+            assert_eq!(argmax(&logits), want, "{} ({numerics:?}): chat {n}, step {k}", gguf.display());
             steps += 1;
             if k + 1 < run.len() {
                 logits = model.forward_last(&[want], &mut cache).unwrap();
@@ -72,26 +76,46 @@ fn check_file(gguf: &Path, reference: &Value) -> usize {
     steps
 }
 
-fn reference(quant: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../chatlm-cli/tests/data/generate_llamacpp_{quant}.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// The reference of `quant` made by the llama.cpp build named by `suffix` (`""` for AVX-512),
+/// if there is one.
+fn reference(quant: &str, suffix: &str) -> Option<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../chatlm-cli/tests/data/generate_llamacpp_{quant}{suffix}.json"));
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(serde_json::from_str(&text).unwrap())
 }
 
-#[test]
-fn greedy_runs_and_logits_equal_llamacpp_bit_for_bit() {
+/// Checks each GGUF beside `$CHATLM_SMOLLM2` that has a reference of this build.
+fn check_build(numerics: Numerics, suffix: &str, avx512: bool) {
     let Some(q4_1) = std::env::var_os("CHATLM_SMOLLM2").map(PathBuf::from).filter(|p| p.is_file()) else {
         println!("skipped: CHATLM_SMOLLM2 not set or not a file");
         return;
     };
     for quant in ["Q4_1", "Q8_0", "F16"] {
         let file = q4_1.with_file_name(format!("SmolLM2-135M-Instruct.{quant}.gguf"));
+        let Some(reference) = reference(quant, suffix) else {
+            assert_ne!(quant, "Q4_1", "the Q4_1 reference of each build is in the repository");
+            println!("{quant}: skipped (no {numerics:?} reference)");
+            continue;
+        };
+        let info = reference["system_info"].as_str().unwrap();
+        assert!(info.contains("AVX2 = 1") && info.contains("AVX512 = 1") == avx512, "{quant}{suffix}: made by another build ({info})");
         if !file.is_file() {
             println!("{quant}: skipped ({} not found)", file.display());
             continue;
         }
-        let steps = check_file(&file, &reference(quant));
-        println!("{quant}: {steps} steps equal to llama.cpp bit for bit");
+        let steps = check_file(&file, &reference, numerics);
+        println!("{quant}: {steps} steps equal to llama.cpp ({numerics:?}) bit for bit");
     }
+}
+
+#[test]
+fn greedy_runs_and_logits_equal_llamacpp_avx512_bit_for_bit() {
+    check_build(Numerics::LlamaCppAvx512, "", true);
+}
+
+#[test]
+fn greedy_runs_and_logits_equal_llamacpp_avx2_bit_for_bit() {
+    check_build(Numerics::LlamaCppAvx2, ".avx2", false);
 }
 
 #[test]
@@ -105,5 +129,7 @@ fn unsupported_models_are_refused_with_a_reason() {
     assert!(err.contains("llama.cpp numerics") && err.contains("Qwen2"), "{err}");
     assert_eq!(model.numerics(), Numerics::Native);
     assert_eq!("llamacpp".parse::<Numerics>(), Ok(Numerics::LlamaCpp));
+    assert_eq!("llamacpp-avx2".parse::<Numerics>(), Ok(Numerics::LlamaCppAvx2));
+    assert_eq!("llamacpp-avx512".parse::<Numerics>(), Ok(Numerics::LlamaCppAvx512));
     assert!("fast".parse::<Numerics>().is_err());
 }

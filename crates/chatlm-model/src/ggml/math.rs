@@ -1,8 +1,9 @@
 //! ggml's CPU arithmetic, operation for operation.
 //!
 //! Every function here reproduces one routine of ggml's x86 CPU backend as llama.cpp builds
-//! it for an AVX2/AVX-512 machine (ggml 0.9 as vendored by llama-cpp-python 0.3.36, GCC with
-//! its default `-ffp-contract=fast`): the same roundings in the same order, SIMD lanes
+//! it for an AVX-512 machine (ggml 0.9 as vendored by llama-cpp-python 0.3.36, GCC with
+//! its default `-ffp-contract=fast`; [`super::avx2`] has the routines that its AVX2-only
+//! build computes otherwise): the same roundings in the same order, SIMD lanes
 //! written out as arrays, `mul_add` where ggml's code (or GCC's contraction of it) fuses.
 //! Integer parts (the int8 dot products of a block) are exact in any order, so only the
 //! float steps are spelled out. The doc comment of each function names the ggml routine.

@@ -87,9 +87,10 @@ unsafe fn reduce16(x: __m512) -> f32 {
     _mm_cvtss_f32(t2) + _mm_cvtss_f32(_mm_shuffle_ps(t2, t2, 1))
 }
 
-/// f32 or f16 elements loaded as 16 f32 lanes.
+/// f32 or f16 elements loaded as 16 or 8 f32 lanes.
 trait Lanes: Copy {
     unsafe fn load16(p: *const Self) -> __m512;
+    unsafe fn load8(p: *const Self) -> __m256;
     fn value(self) -> f32;
 }
 
@@ -97,6 +98,10 @@ impl Lanes for f32 {
     #[inline(always)]
     unsafe fn load16(p: *const f32) -> __m512 {
         _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
     }
     fn value(self) -> f32 {
         self
@@ -107,6 +112,10 @@ impl Lanes for u16 {
     #[inline(always)]
     unsafe fn load16(p: *const u16) -> __m512 {
         _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    }
+    #[inline(always)]
+    unsafe fn load8(p: *const u16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
     }
     fn value(self) -> f32 {
         super::math::from_f16(self)
@@ -189,4 +198,95 @@ pub(crate) unsafe fn softmax(row: &mut [f32]) {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     super::math::swiglu(gate, up, out)
+}
+
+/// The kernels of llama.cpp's AVX2 build ([`super::avx2`]): its f16 products in 8 lanes, its
+/// softmax and silu. They need AVX2, FMA and F16C ([`available`]).
+pub(crate) mod avx2 {
+    use super::*;
+
+    /// `GGML_F32x8_REDUCE`'s last steps ([`super::super::avx2::reduce8`]).
+    #[inline(always)]
+    unsafe fn reduce8(x: __m256) -> f32 {
+        let t0 = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+        let t1 = _mm_hadd_ps(t0, t0);
+        _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
+    }
+
+    /// [`super::super::avx2::dot_f16_vec`] (`ggml_vec_dot_f16`, AVX2).
+    #[inline(always)]
+    unsafe fn dot_vec<T: Lanes>(x: &[T], y: &[T]) -> f32 {
+        let n = x.len().min(y.len());
+        let np = n & !31;
+        let mut sum = [_mm256_setzero_ps(); 4];
+        for i in (0..np).step_by(32) {
+            for (j, s) in sum.iter_mut().enumerate() {
+                let at = i + 8 * j;
+                *s = _mm256_fmadd_ps(T::load8(x.as_ptr().add(at)), T::load8(y.as_ptr().add(at)), *s);
+            }
+        }
+        let lanes = _mm256_add_ps(_mm256_add_ps(sum[0], sum[2]), _mm256_add_ps(sum[1], sum[3]));
+        let mut total = reduce8(lanes) as f64;
+        for i in np..n {
+            total += (x[i].value() * y[i].value()) as f64;
+        }
+        total as f32
+    }
+
+    /// [`super::super::avx2::dot_f16_tiny`] (tinyBLAS, AVX2); lengths are multiples of 8.
+    #[inline(always)]
+    unsafe fn dot_tiny<T: Lanes>(x: &[T], y: &[T]) -> f32 {
+        let n = x.len().min(y.len()) & !7;
+        let mut acc = _mm256_setzero_ps();
+        for at in (0..n).step_by(8) {
+            acc = _mm256_fmadd_ps(T::load8(x.as_ptr().add(at)), T::load8(y.as_ptr().add(at)), acc);
+        }
+        hsum8(acc)
+    }
+
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C ([`available`]).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn dot_f16_vec(x: &[f32], y: &[f32]) -> f32 {
+        dot_vec(x, y)
+    }
+
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C ([`available`]).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn dot_f16_tiny(x: &[f32], y: &[f32]) -> f32 {
+        dot_tiny(x, y)
+    }
+
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C ([`available`]).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn dot_f16_vec_bits(x: &[u16], y: &[u16]) -> f32 {
+        dot_vec(x, y)
+    }
+
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C ([`available`]).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn dot_f16_tiny_bits(x: &[u16], y: &[u16]) -> f32 {
+        dot_tiny(x, y)
+    }
+
+    /// [`super::super::avx2::softmax`] compiled with FMA.
+    ///
+    /// # Safety
+    /// The CPU has FMA ([`available`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn softmax(row: &mut [f32]) {
+        super::super::avx2::softmax(row)
+    }
+
+    /// [`super::super::avx2::swiglu`] compiled with FMA.
+    ///
+    /// # Safety
+    /// The CPU has FMA ([`available`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        super::super::avx2::swiglu(gate, up, out)
+    }
 }

@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::kernels::{self, BlockFormat, QMatrix};
 
 use super::math::{self, Q8Block};
+use super::Build;
 
 /// How llama.cpp multiplies the micro-batch a token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,9 +33,12 @@ pub(crate) type Trace<'a> = &'a mut dyn FnMut(&str, usize, &[f32]);
 
 impl NativeDecoder {
     /// Runs `tokens` at `positions` into the cache slots [`KvCache::begin_step`] has just
-    /// recorded and returns the logits of the last token, or of every token with `all`.
+    /// recorded and returns the logits of the last token, or of every token with `all`, in
+    /// the arithmetic of llama.cpp's `build`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn ggml_forward(
         &self,
+        build: Build,
         s: &StepInputs,
         tokens: &[u32],
         positions: &[u32],
@@ -49,7 +53,7 @@ impl NativeDecoder {
             for (i, &token) in chunk.iter().enumerate() {
                 let at = chunk_at * UBATCH + i;
                 let wanted = all || at + 1 == tokens.len();
-                let out = self.ggml_token(s, token, positions[at], first + at, batch, cache, wanted, &mut *trace)?;
+                let out = self.ggml_token(build, s, token, positions[at], first + at, batch, cache, wanted, &mut *trace)?;
                 logits.extend(out.into_iter().flatten());
             }
         }
@@ -59,6 +63,7 @@ impl NativeDecoder {
     #[allow(clippy::too_many_arguments)]
     fn ggml_token(
         &self,
+        build: Build,
         s: &StepInputs,
         token: u32,
         pos: u32,
@@ -88,7 +93,7 @@ impl NativeDecoder {
         for (index, (layer, m)) in s.layers.iter().zip(&self.layers).enumerate() {
             math::rms_norm(&x, layer.input_norm.values(), eps, &mut h);
             emit("attn_norm", index, &h);
-            matmul(&m.qkv, &h, batch, &mut qkv);
+            matmul(build, &m.qkv, &h, batch, &mut qkv);
             let (q, kv) = qkv.split_at_mut(q_len);
             let (k, v) = kv.split_at_mut(kv_len);
             for head in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
@@ -102,20 +107,20 @@ impl NativeDecoder {
             let k16: Vec<f32> = k.iter().map(|&v| math::round_f16(v)).collect();
             let v16: Vec<f32> = v.iter().map(|&v| math::round_f16(v)).collect();
             cache.write_slot_f32(index, slot, &k16, &v16)?;
-            attention(cache, index, slot, q, c.num_attention_heads / kv_heads, hd, batch, &mut attn)?;
+            attention(build, cache, index, slot, q, c.num_attention_heads / kv_heads, hd, batch, &mut attn)?;
             emit("kqv_out", index, &attn);
-            matmul(std::slice::from_ref(&m.o), &attn, batch, &mut y);
+            matmul(build, std::slice::from_ref(&m.o), &attn, batch, &mut y);
             emit("attn_out", index, &y);
             add(&mut x, &y);
             emit("ffn_inp", index, &x);
 
             math::rms_norm(&x, layer.post_attention_norm.values(), eps, &mut h);
             emit("ffn_norm", index, &h);
-            matmul(&m.gate_up, &h, batch, &mut gate_up);
+            matmul(build, &m.gate_up, &h, batch, &mut gate_up);
             let (gate, up) = gate_up.split_at(c.intermediate_size);
-            super::swiglu(gate, up, &mut act);
+            super::swiglu(build, gate, up, &mut act);
             emit("ffn_swiglu", index, &act);
-            matmul(std::slice::from_ref(&m.down), &act, batch, &mut y);
+            matmul(build, std::slice::from_ref(&m.down), &act, batch, &mut y);
             emit("ffn_out", index, &y);
             add(&mut x, &y);
             emit("l_out", index, &x);
@@ -126,7 +131,7 @@ impl NativeDecoder {
         math::rms_norm(&x, s.norm.values(), eps, &mut h);
         emit("result_norm", 0, &h);
         let mut logits = vec![0.0f32; self.lm_head.rows()];
-        matmul(std::slice::from_ref(&self.lm_head), &h, batch, &mut logits);
+        matmul(build, std::slice::from_ref(&self.lm_head), &h, batch, &mut logits);
         emit("result_output", 0, &logits);
         Ok(Some(logits))
     }
@@ -175,7 +180,7 @@ const ROWS: usize = 64;
 
 /// `x` times each matrix of `parts` (their outputs laid end to end in `out`), each row one
 /// ggml dot product; rows in parallel (a row's value does not depend on the split).
-fn matmul(parts: &[std::sync::Arc<QMatrix>], x: &[f32], batch: Batch, out: &mut [f32]) {
+fn matmul(build: Build, parts: &[std::sync::Arc<QMatrix>], x: &[f32], batch: Batch, out: &mut [f32]) {
     let mut q8: Option<Vec<Q8Block>> = None;
     let mut x16: Option<Vec<u16>> = None;
     let mut start = 0;
@@ -210,14 +215,14 @@ fn matmul(parts: &[std::sync::Arc<QMatrix>], x: &[f32], batch: Batch, out: &mut 
             BlockFormat::F16 => {
                 let act = x16.get_or_insert_with(|| x.iter().map(|&v| math::to_f16(v)).collect());
                 // tinyBLAS takes prompt batches when the rows come in fours and the columns
-                // in sixteens; otherwise ggml falls back to its vector dot product.
-                let tiny = batch == Batch::Many && m.rows() % 4 == 0 && m.cols() % 16 == 0;
+                // fill its f16 vectors; otherwise ggml falls back to its vector dot product.
+                let tiny = batch == Batch::Many && m.rows() % 4 == 0 && m.cols() % build.f16_lanes() == 0;
                 rows(&|row| {
                     let w = f16_bits(row);
                     if tiny {
-                        super::dot_f16_tiny_bits(&w, act)
+                        super::dot_f16_tiny_bits(build, &w, act)
                     } else {
-                        super::dot_f16_vec_bits(&w, act)
+                        super::dot_f16_vec_bits(build, &w, act)
                     }
                 });
             }
@@ -246,7 +251,7 @@ unsafe impl Sync for Out {}
 /// Causal attention of the query at `slot` (heads in llama.cpp's order) over the f16 cache:
 /// `kq = K·q` (q rounded to f16), scaled, softmax, probabilities rounded to f16, `kqv = V·p`.
 #[allow(clippy::too_many_arguments)]
-fn attention(cache: &KvCache, layer: usize, slot: usize, q: &[f32], groups: usize, hd: usize, batch: Batch, out: &mut [f32]) -> Result<()> {
+fn attention(build: Build, cache: &KvCache, layer: usize, slot: usize, q: &[f32], groups: usize, hd: usize, batch: Batch, out: &mut [f32]) -> Result<()> {
     let capacity = cache.capacity();
     let scale = 1.0f32 / (hd as f32).sqrt();
     let visible = slot + 1;
@@ -263,12 +268,12 @@ fn attention(cache: &KvCache, layer: usize, slot: usize, q: &[f32], groups: usiz
             for (t, r) in row.iter_mut().enumerate().take(visible) {
                 let key = &keys[(base + t) * hd..(base + t + 1) * hd];
                 let kq = match batch {
-                    Batch::One => super::dot_f16_vec(key, &q16),
-                    Batch::Many => super::dot_f16_tiny(key, &q16),
+                    Batch::One => super::dot_f16_vec(build, key, &q16),
+                    Batch::Many => super::dot_f16_tiny(build, key, &q16),
                 };
                 *r = kq * scale + 0.0;
             }
-            super::softmax(&mut row);
+            super::softmax(build, &mut row);
             let p16: Vec<f32> = row.iter().map(|&p| math::round_f16(p)).collect();
             let mut column = vec![0.0f32; len];
             for d in 0..hd {
@@ -276,8 +281,8 @@ fn attention(cache: &KvCache, layer: usize, slot: usize, q: &[f32], groups: usiz
                     *c = values[(base + t) * hd + d];
                 }
                 let v = match batch {
-                    Batch::One => super::dot_f16_vec(&column, &p16),
-                    Batch::Many => super::dot_f16_tiny(&column, &p16),
+                    Batch::One => super::dot_f16_vec(build, &column, &p16),
+                    Batch::Many => super::dot_f16_tiny(build, &column, &p16),
                 };
                 // SAFETY: head `head` alone writes `out[head·hd..(head+1)·hd]`, and
                 // `parallel_for` returns only when every head is done.
