@@ -43,9 +43,6 @@ pub(super) enum Value<'a> {
     Float(F64),
     /// A text of the request (string, key) or of the template (literal).
     Str(&'a String),
-    /// A string built while rendering (an `Rc<String>` keeps the built buffer: no copy into a new
-    /// allocation as `Rc<str>` would need).
-    String(Rc<String>),
     /// A JSON array of the request. (A slice of one is a [`Value::List`].)
     Arr(&'a Vec<Json>),
     /// The messages: objects whose `null` keys transformers drops. By reference: the request's own
@@ -56,13 +53,17 @@ pub(super) enum Value<'a> {
     /// A message: its `null` keys are hidden. (Separate variants rather than a flag keep every
     /// variant's fields word-aligned, which makes moving values cheap.)
     Msg(&'a Map<String, Json>),
+    /// A global function read as a variable (`strftime_now is defined`).
+    Func,
+    // The variants holding an `Rc` come last: dropping any other value is one comparison.
+    /// A string built while rendering (an `Rc<String>` keeps the built buffer: no copy into a new
+    /// allocation as `Rc<str>` would need).
+    String(Rc<String>),
     List(Rc<Vec<Value<'a>>>),
     Tuple(Rc<Vec<Value<'a>>>),
     /// A dict built by the template, string keys in insertion order.
     Dict(Rc<Vec<(Value<'a>, Value<'a>)>>),
     Ns(Rc<RefCell<Vec<(&'a str, Value<'a>)>>>),
-    /// A global function read as a variable (`strftime_now is defined`).
-    Func,
 }
 
 /// A `bool` as a word (see [`Value`]).
