@@ -32,7 +32,7 @@ pub(crate) use step::Trace;
 
 use math::Q8Block;
 
-/// Whether ggml's AVX2 instructions can run the block products here (checked once).
+/// Whether ggml's AVX2 instructions (AVX2, FMA, F16C) run here (checked once).
 #[cfg(target_arch = "x86_64")]
 fn simd() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
