@@ -44,6 +44,10 @@ pub(super) struct Vm<'a> {
     /// nesting than this is left to minijinja).
     pub(super) loops: [(usize, usize); MAX_LOOPS],
     pub(super) loop_depth: usize,
+    /// Bit `s % 64` is set once name `s` has been bound as a local this render (never cleared: a
+    /// superset is enough). A name whose bit is clear is a global, read without scanning the
+    /// locals; most lookups of the request's variables (`messages`, `bos_token`) are such.
+    pub(super) bound: u64,
     /// Which macros have been defined so far (by number; templates with more are not compiled).
     pub(super) macro_defined: u64,
     /// Literal dicts already built this render, by expression address (they are immutable).
@@ -75,6 +79,7 @@ impl<'a> Vm<'a> {
             floor: globals,
             loops: [(0, 0); MAX_LOOPS],
             loop_depth: 0,
+            bound: 0,
             macro_defined: 0,
             consts: Vec::new(),
             spans: Vec::new(),
@@ -107,9 +112,11 @@ impl<'a> Vm<'a> {
 
     #[inline]
     pub(super) fn lookup_ref(&self, s: Sym) -> &Value<'a> {
-        for (k, v) in self.locals[self.floor..].iter().rev() {
-            if *k == s {
-                return v;
+        if self.bound & bit(s) != 0 {
+            for (k, v) in self.locals[self.floor..].iter().rev() {
+                if *k == s {
+                    return v;
+                }
             }
         }
         &self.locals[s as usize].1
@@ -117,10 +124,26 @@ impl<'a> Vm<'a> {
 
     #[inline]
     pub(super) fn set(&mut self, s: Sym, v: Value<'a>) {
-        match self.locals[self.frame..].iter_mut().rev().find(|(k, _)| *k == s) {
-            Some(slot) => slot.1 = v,
-            None => self.locals.push((s, v)),
+        if self.bound & bit(s) != 0 {
+            if let Some(slot) = self.locals[self.frame..].iter_mut().rev().find(|(k, _)| *k == s) {
+                slot.1 = v;
+                return;
+            }
         }
+        self.push_local(s, v);
+    }
+
+    /// Binds a new local in the current frame (every local binding goes through here or
+    /// [`Vm::mark_bound`], so that `bound` stays a superset).
+    #[inline]
+    pub(super) fn push_local(&mut self, s: Sym, v: Value<'a>) {
+        self.mark_bound(s);
+        self.locals.push((s, v));
+    }
+
+    #[inline]
+    pub(super) fn mark_bound(&mut self, s: Sym) {
+        self.bound |= bit(s);
     }
 
     pub(super) fn bind(&mut self, t: &Target, v: Value<'a>) -> R<()> {
@@ -590,6 +613,12 @@ impl<'a> Vm<'a> {
         }
         Ok(Value::Dict(Rc::new(pairs)))
     }
+}
+
+/// A name's bit in [`Vm::bound`].
+#[inline]
+fn bit(s: Sym) -> u64 {
+    1 << (s % 64)
 }
 
 fn is_literal(e: &Expr) -> bool {

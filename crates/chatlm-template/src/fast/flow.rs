@@ -141,6 +141,7 @@ impl<'a> Vm<'a> {
             self.locals[base + i].1 = v;
         }
         for (i, (p, default)) in m.params.iter().enumerate() {
+            self.mark_bound(*p);
             let slot = &mut self.locals[base + i];
             slot.0 = *p;
             let given = i < args.pos.len() || args.kw.iter().any(|(k, _)| *self.prog.syms[*p as usize] == **k);
