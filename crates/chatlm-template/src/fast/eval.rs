@@ -146,26 +146,6 @@ impl<'a> Vm<'a> {
         self.bound |= bit(s);
     }
 
-    pub(super) fn bind(&mut self, t: &Target, v: Value<'a>) -> R<()> {
-        match t {
-            Target::Name(s) => self.set(*s, v),
-            Target::Tuple(names) => {
-                let items = if v.is_seq() {
-                    v.items()?
-                } else {
-                    return Err(Bail);
-                };
-                if items.len() != names.len() {
-                    return Err(Bail);
-                }
-                for (s, item) in names.iter().zip(items) {
-                    self.set(*s, item);
-                }
-            }
-        }
-        Ok(())
-    }
-
     pub(super) fn exec(&mut self, stmts: &'a [Stmt], out: &mut String) -> R<()> {
         for stmt in stmts {
             self.spend(STEP)?;
@@ -359,8 +339,11 @@ impl<'a> Vm<'a> {
             }
             Expr::StrConcat(parts) => {
                 for p in parts {
-                    if !self.emit_str(p, out)? {
-                        return Err(Bail);
+                    // Half the parts are literals: copied here rather than through a call.
+                    match p {
+                        Expr::Str(s) => out.push_str(s),
+                        p if !self.emit_str(p, out)? => return Err(Bail),
+                        _ => {}
                     }
                 }
                 Ok(true)
@@ -597,21 +580,6 @@ impl<'a> Vm<'a> {
                 Value::String(Rc::new(buf))
             }
         })
-    }
-
-    pub(super) fn dict(&mut self, items: &'a [(Expr, Expr)]) -> R<Value<'a>> {
-        self.spend(items.len() as i64 * ITEM)?;
-        let mut pairs: Vec<(Value<'a>, Value<'a>)> = Vec::with_capacity(items.len());
-        for (k, v) in items {
-            let k = self.eval(k)?;
-            let v = self.eval(v)?;
-            let key = k.as_str().or_bail()?;
-            match pairs.iter_mut().find(|(x, _)| x.as_str() == Some(key)) {
-                Some(slot) => slot.1 = v,
-                None => pairs.push((k, v)),
-            }
-        }
-        Ok(Value::Dict(Rc::new(pairs)))
     }
 }
 

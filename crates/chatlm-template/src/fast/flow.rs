@@ -9,6 +9,27 @@ use super::eval::{Vm, ITEM, MAX_LOOPS, PENDING, STEP};
 use super::value::{from_json, Bail, OrBail, Value, R};
 
 impl<'a> Vm<'a> {
+    /// Binds a loop or `set` target: a name, or a tuple unpacking a sequence of as many items.
+    pub(super) fn bind(&mut self, t: &Target, v: Value<'a>) -> R<()> {
+        match t {
+            Target::Name(s) => self.set(*s, v),
+            Target::Tuple(names) => {
+                let items = if v.is_seq() {
+                    v.items()?
+                } else {
+                    return Err(Bail);
+                };
+                if items.len() != names.len() {
+                    return Err(Bail);
+                }
+                for (s, item) in names.iter().zip(items) {
+                    self.set(*s, item);
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn for_loop(&mut self, f: &'a ForLoop, out: &mut String) -> R<()> {
         let (mut items, len) = match (&f.filter, self.pairs_source(f)) {
             (None, Some(map)) => {

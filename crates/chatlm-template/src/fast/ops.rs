@@ -8,6 +8,22 @@ use super::eval::{Vm, ITEM};
 use super::value::{Bail, OrBail, Value, R};
 
 impl<'a> Vm<'a> {
+    /// A dict display `{k: v, ...}`: string keys, the last of equal keys wins.
+    pub(super) fn dict(&mut self, items: &'a [(Expr, Expr)]) -> R<Value<'a>> {
+        self.spend(items.len() as i64 * ITEM)?;
+        let mut pairs: Vec<(Value<'a>, Value<'a>)> = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            let k = self.eval(k)?;
+            let v = self.eval(v)?;
+            let key = k.as_str().or_bail()?;
+            match pairs.iter_mut().find(|(x, _)| x.as_str() == Some(key)) {
+                Some(slot) => slot.1 = v,
+                None => pairs.push((k, v)),
+            }
+        }
+        Ok(Value::Dict(Rc::new(pairs)))
+    }
+
     pub(super) fn binop(&mut self, op: BinOp, l: Value<'a>, r: Value<'a>) -> R<Value<'a>> {
         use Value::Int;
         Ok(match (op, &l, &r) {
