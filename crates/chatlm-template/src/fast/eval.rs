@@ -163,19 +163,7 @@ impl<'a> Vm<'a> {
                             break;
                         }
                     }
-                    // Most bodies are empty or one text (`{% if loop.first %}<s>{% endif %}`):
-                    // written here, as `exec` would, without the call.
-                    match &body[..] {
-                        [] => {}
-                        [Stmt::Text(t)] => {
-                            self.spend(STEP)?;
-                            if out.len() > self.max_out {
-                                return Err(Bail);
-                            }
-                            out.push_str(t);
-                        }
-                        body => self.exec(body, out)?,
-                    }
+                    self.exec(body, out)?;
                 }
                 Stmt::For(f) => self.for_loop(f, out)?,
                 Stmt::Set(t, e) => {
