@@ -286,16 +286,8 @@ impl Model {
             rope: &self.rope,
             config: &self.config,
         };
-        match f(&inputs, &positions[0], cache) {
-            Ok(logits) => {
-                cache.end_step(new);
-                Ok(logits)
-            }
-            Err(e) => {
-                cache.truncate(start);
-                Err(e)
-            }
-        }
+        let result = f(&inputs, &positions[0], cache);
+        commit_or_roll_back(cache, start, new, result)
     }
 
     fn run(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool) -> Result<Tensor> {
@@ -308,16 +300,7 @@ impl Model {
         let new = self.validate(input)?;
         let start = cache.len();
         let result = self.run_step(input, cache, new, last_only);
-        match result {
-            Ok(logits) => {
-                cache.end_step(new);
-                Ok(logits)
-            }
-            Err(e) => {
-                cache.truncate(start);
-                Err(e)
-            }
-        }
+        commit_or_roll_back(cache, start, new, result)
     }
 
     fn run_step(&self, input: &BatchInput, cache: &mut KvCache, new: usize, last_only: bool) -> Result<Tensor> {
@@ -376,5 +359,20 @@ impl Model {
             }
         }
         Ok(new)
+    }
+}
+
+/// Ends the cache step of `new` slots when `result` is a success; otherwise truncates the cache
+/// back to `start`, so a failed forward pass leaves it as it was.
+fn commit_or_roll_back<T>(cache: &mut KvCache, start: usize, new: usize, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => {
+            cache.end_step(new);
+            Ok(value)
+        }
+        Err(e) => {
+            cache.truncate(start);
+            Err(e)
+        }
     }
 }
