@@ -8,33 +8,25 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use chatlm_generate::Sampler;
-use chatlm_model::{Model, ProcessMemory, Quantization};
+use chatlm_model::{Model, ProcessMemory};
 use clap::Args;
 use serde::Serialize;
 
-use crate::engine;
+use crate::engine::{self, LoadedModel, ModelArgs};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Model: a .gguf file, a model directory, a hub cache folder or `org/name`
-    /// (default: SmolLM2-135M-Instruct, fetched on first use).
-    #[arg(long)]
-    model: Option<String>,
+    #[command(flatten)]
+    weights: ModelArgs,
     /// Prompt length of the prefill measurement.
     #[arg(long, default_value_t = 512)]
     prompt_tokens: usize,
     /// Tokens generated one at a time in the decode measurement.
     #[arg(long, default_value_t = 128)]
     gen_tokens: usize,
-    /// Worker threads (default: all available cores).
-    #[arg(long)]
-    threads: Option<usize>,
     /// Repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Quantize full-precision weights while loading: q8_0 or q4_k.
-    #[arg(long)]
-    quantize: Option<Quantization>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -66,18 +58,11 @@ struct Report {
 const MIB: f64 = 1024.0 * 1024.0;
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let threads = engine::init_threads(args.threads)?;
+    let threads = engine::init_threads(args.weights.threads)?;
     if args.prompt_tokens == 0 || args.gen_tokens == 0 || args.runs == 0 {
         bail!("--prompt-tokens, --gen-tokens and --runs must each be at least 1");
     }
-    let source = engine::resolve(args.model.as_deref())?;
-    let name = match &source {
-        chatlm_model::ModelSource::Gguf(p) | chatlm_model::ModelSource::Directory(p) => p.display().to_string(),
-    };
-    let options = chatlm_model::LoadOptions { quantize: args.quantize, ..Default::default() };
-    let start = Instant::now();
-    let model = Model::from_source(&source, &options).with_context(|| format!("loading model {name}"))?;
-    let load_s = start.elapsed().as_secs_f64();
+    let LoadedModel { model, name, load_s, .. } = engine::load_model(&args.weights, false)?;
     let after_load = ProcessMemory::current();
     let total = args.prompt_tokens + args.gen_tokens;
     let context = model.config().context_length();

@@ -38,7 +38,7 @@ const HELP: &str = "commands: /reset forgets the conversation, /system TEXT sets
 (/system alone shows it, /system - removes it), /help, /exit; Ctrl-C stops an answer, Ctrl-D quits";
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    engine::init_threads(args.load.threads)?;
+    engine::init_threads(args.load.weights.threads)?;
     args.sampling.apply(&GenerationConfig::default())?;
     let engine = Engine::load(&args.load)?;
     let mut config = args.sampling.apply(&engine.generation)?;

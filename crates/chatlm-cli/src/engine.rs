@@ -113,25 +113,20 @@ with zipfile.ZipFile(wheel) as z:
     Ok(())
 }
 
-/// What to load: the model flags `generate` and `chat` share (flattened into both).
+/// The model flags every model-running subcommand shares (flattened into [`LoadRequest`] and
+/// `bench`), so each flag is declared, documented and applied in one place.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct LoadRequest {
+pub struct ModelArgs {
     /// Model: a .gguf file, a model directory, a hub cache folder or `org/name`
     /// (default: SmolLM2-135M-Instruct, fetched on first use).
     #[arg(long)]
     pub model: Option<String>,
-    /// Tokenizer files to use instead of the model's own (a directory, tokenizer.json or .gguf).
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
     /// Quantize full-precision weights while loading: q8_0 or q4_k.
     #[arg(long)]
     pub quantize: Option<Quantization>,
     /// Worker threads (default: all available cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Expand GGUF blocks to f32 (transformers' exact computation); set by `generate --dequantize`.
-    #[arg(skip)]
-    pub dequantize: bool,
     /// Arithmetic of the forward pass: `native` (chatlm's kernels) or `llamacpp` (llama.cpp's
     /// CPU arithmetic reproduced bit for bit: the same logits and greedy tokens as llama.cpp
     /// on the same GGUF; Llama-family Q4_1/Q8_0/F16 files, several times slower). llama.cpp's
@@ -139,6 +134,43 @@ pub struct LoadRequest {
     /// `llamacpp-avx512` / `llamacpp-avx2` a given one on any CPU.
     #[arg(long, default_value = "native")]
     pub numerics: Numerics,
+}
+
+/// What to load for `generate` and `chat`: the model flags plus its tokenizer.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LoadRequest {
+    #[command(flatten)]
+    pub weights: ModelArgs,
+    /// Tokenizer files to use instead of the model's own (a directory, tokenizer.json or .gguf).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Expand GGUF blocks to f32 (transformers' exact computation); set by `generate --dequantize`.
+    #[arg(skip)]
+    pub dequantize: bool,
+}
+
+/// A loaded model with where it came from.
+pub struct LoadedModel {
+    pub model: Model,
+    pub source: ModelSource,
+    /// The resolved path, for messages.
+    pub name: String,
+    /// Seconds spent loading the weights (not finding or fetching them).
+    pub load_s: f64,
+}
+
+/// Resolves and loads the model `args` name, with `--quantize` and `--numerics` applied: a
+/// numerics the model does not support is an error here, before any work starts.
+pub fn load_model(args: &ModelArgs, dequantize: bool) -> Result<LoadedModel> {
+    let source = resolve(args.model.as_deref())?;
+    let name = match &source {
+        ModelSource::Gguf(path) | ModelSource::Directory(path) => path.display().to_string(),
+    };
+    let start = Instant::now();
+    let options = LoadOptions { quantize: args.quantize, dequantize, ..LoadOptions::default() };
+    let mut model = Model::from_source(&source, &options).with_context(|| format!("loading model {name}"))?;
+    model.set_numerics(args.numerics).with_context(|| format!("--numerics for {name}"))?;
+    Ok(LoadedModel { model, source, name, load_s: start.elapsed().as_secs_f64() })
 }
 
 /// A model ready to generate: weights, tokenizer, chat template and defaults.
@@ -171,16 +203,10 @@ pub fn resolve(model: Option<&str>) -> Result<ModelSource> {
 impl Engine {
     /// Loads everything `req` names.
     pub fn load(req: &LoadRequest) -> Result<Engine> {
-        let source = resolve(req.model.as_deref())?;
-        let name = match &source {
-            ModelSource::Gguf(path) | ModelSource::Directory(path) => path.display().to_string(),
-        };
+        let LoadedModel { model, source, name, load_s } = load_model(&req.weights, req.dequantize)?;
         let start = Instant::now();
-        let options = LoadOptions { quantize: req.quantize, dequantize: req.dequantize, ..LoadOptions::default() };
-        let mut model = Model::from_source(&source, &options).with_context(|| format!("loading model {name}"))?;
-        model.set_numerics(req.numerics).with_context(|| format!("--numerics for {name}"))?;
         let tokenizer = load_tokenizer(&source, req.tokenizer.as_deref())?;
-        let load_s = start.elapsed().as_secs_f64();
+        let load_s = load_s + start.elapsed().as_secs_f64();
         let generation = match source.directory().map(|d| d.join("generation_config.json")) {
             Some(path) if path.is_file() => GenerationConfig::from_file(&path)?,
             _ => GenerationConfig::default(),

@@ -115,7 +115,7 @@ impl SamplingFlags {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    engine::init_threads(args.load.threads)?;
+    engine::init_threads(args.load.weights.threads)?;
     // Bad flags fail before a model is loaded (or fetched).
     args.sampling.apply(&GenerationConfig::default())?;
     let engine = Engine::load(&LoadRequest { dequantize: args.dequantize, ..args.load.clone() })?;

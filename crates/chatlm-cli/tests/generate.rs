@@ -161,6 +161,35 @@ fn bench_reports_speed_and_memory() {
 }
 
 #[test]
+fn every_model_command_takes_numerics() {
+    for command in ["generate", "chat", "bench"] {
+        let out = run(&[command, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && help.contains("--numerics"), "{command} --help: {help}");
+    }
+}
+
+/// The flag reaches the model: the tiny f16 GGUF benches natively, while llama.cpp's numerics,
+/// which the tiny models are too small for (head size 8), are refused with the reason.
+#[test]
+fn bench_applies_numerics_and_refuses_what_the_model_does_not_cover() {
+    let f16 = concat!(env!("CARGO_MANIFEST_DIR"), "/../chatlm-model/tests/data/llama3_gguf_f16/model.gguf");
+    let args = ["bench", "--prompt-tokens", "8", "--gen-tokens", "4", "--runs", "1", "--json", "--model"];
+    let out = json(&run(&[&args[..], &[f16, "--numerics", "native"]].concat()));
+    assert!(out["decode_tok_s"].as_f64().unwrap() > 0.0, "{out}");
+    let safetensors = concat!(env!("CARGO_MANIFEST_DIR"), "/../chatlm-model/tests/data/llama3");
+    for (model, numerics) in [(f16, "llamacpp-avx2"), (safetensors, "llamacpp")] {
+        let out = run(&[&args[..], &[model, "--numerics", numerics]].concat());
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{numerics} on {model} should be refused");
+        assert!(err.contains("--numerics for") && err.contains("llama.cpp numerics: rope scaling, partial rotary and head sizes"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = run(&[&args[..], &[f16, "--numerics", "ggml"]].concat());
+    assert!(!out.status.success() && stderr(&out).contains("unknown numerics `ggml`"), "{}", stderr(&out));
+}
+
+#[test]
 fn default_model_fetch_failure_says_what_to_do() {
     let cache = temp_dir("cache");
     let out = bin()

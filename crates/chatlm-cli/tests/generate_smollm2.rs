@@ -170,6 +170,24 @@ fn llamacpp_numerics_give_llamacpps_answers() {
     }
 }
 
+/// `bench` runs the model in llama.cpp's numerics as `generate` does (the model it covers).
+#[test]
+fn bench_takes_llamacpp_numerics() {
+    let Some(dir) = model_dir() else {
+        println!("skipped: SmolLM2 GGUF not found (set CHATLM_SMOLLM2 or run scripts/fetch-smollm2.sh)");
+        return;
+    };
+    let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let out = Command::new(env!("CARGO_BIN_EXE_chatlm"))
+        .args(["bench", "--model", gguf.to_str().unwrap(), "--numerics", "llamacpp-avx2"])
+        .args(["--prompt-tokens", "16", "--gen-tokens", "4", "--runs", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(got["prefill_tok_s"].as_f64().unwrap() > 0.0 && got["decode_tok_s"].as_f64().unwrap() > 0.0, "{got}");
+}
+
 /// On the f16 GGUF, and on Q4_1 computed like transformers (`--dequantize`), the answer is the
 /// expected sentence. On Q4_1/Q8_0 blocks the first token is a near-tie that the 8-bit
 /// activations of the quantized products tip to "L'" — in llama.cpp as in chatlm (see the
