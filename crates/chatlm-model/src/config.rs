@@ -273,6 +273,13 @@ impl ModelConfig {
             Some(format!("head_dim {} must be even and positive", self.head_dim))
         } else if self.rotary_dim() == 0 {
             Some(format!("partial_rotary_factor {} leaves nothing to rotate", self.partial_rotary_factor))
+        } else if self.rotary_dim() > self.head_dim {
+            Some(format!(
+                "the rotary dimension {} (partial_rotary_factor {}) exceeds head_dim {}",
+                self.rotary_dim(),
+                self.partial_rotary_factor,
+                self.head_dim
+            ))
         } else if self.hidden_size == 0 || self.vocab_size == 0 || self.intermediate_size == 0 {
             Some("hidden_size, intermediate_size and vocab_size must be positive".to_string())
         } else if self.max_position_embeddings == 0 {

@@ -71,12 +71,30 @@ impl GgufSource {
     fn check_extents(&self) -> Result<()> {
         let file_len = self.file_len;
         for (name, info) in &self.content.tensor_infos {
-            let blocks = info.shape.elem_count() / info.ggml_dtype.block_size();
-            let end = self.content.tensor_data_offset + info.offset + (blocks * info.ggml_dtype.type_size()) as u64;
-            if end > file_len {
-                return Err(self.error(format!(
-                    "tensor `{name}` ends at byte {end} but the file has {file_len} bytes (truncated?)"
-                )));
+            // Offsets and dimensions are the file's own numbers: checked arithmetic, so an
+            // absurd one is reported rather than overflowing.
+            let end = info
+                .shape
+                .dims()
+                .iter()
+                .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+                .map(|elements| elements / info.ggml_dtype.block_size() as u64)
+                .and_then(|blocks| blocks.checked_mul(info.ggml_dtype.type_size() as u64))
+                .and_then(|bytes| self.content.tensor_data_offset.checked_add(info.offset)?.checked_add(bytes));
+            match end {
+                None => {
+                    return Err(self.error(format!(
+                        "tensor `{name}`: offset {} and shape {:?} run past any file size",
+                        info.offset,
+                        info.shape.dims()
+                    )))
+                }
+                Some(end) if end > file_len => {
+                    return Err(self.error(format!(
+                        "tensor `{name}` ends at byte {end} but the file has {file_len} bytes (truncated?)"
+                    )))
+                }
+                Some(_) => {}
             }
         }
         Ok(())
@@ -87,12 +105,25 @@ impl GgufSource {
     }
 
     fn meta_u32(&self, key: &str) -> Result<u32> {
-        let value = self.meta(key).ok_or_else(|| self.error(format!("metadata `{key}` missing")))?;
-        value
+        self.meta_u32_opt(key)?.ok_or_else(|| self.error(format!("metadata `{key}` missing")))
+    }
+
+    /// An optional count: `None` when absent, an error when present but not a `u32` (a
+    /// negative or oversized value would otherwise wrap into a plausible-looking size).
+    fn meta_u32_opt(&self, key: &str) -> Result<Option<u32>> {
+        let Some(value) = self.meta(key) else { return Ok(None) };
+        let number: Option<i128> = value
             .to_u32()
-            .or_else(|_| value.to_u64().map(|v| v as u32))
-            .or_else(|_| value.to_i32().map(|v| v as u32))
-            .map_err(|e| self.error(format!("metadata `{key}`: {e}")))
+            .map(i128::from)
+            .or_else(|_| value.to_u64().map(i128::from))
+            .or_else(|_| value.to_i32().map(i128::from))
+            .ok();
+        match number {
+            None => Err(self.error(format!("metadata `{key}`: expected an integer, found {value:?}"))),
+            Some(n) => u32::try_from(n)
+                .map(Some)
+                .map_err(|_| self.error(format!("metadata `{key}`: {n} is out of range"))),
+        }
     }
 
     fn meta_f32(&self, key: &str) -> Option<f32> {
@@ -115,15 +146,15 @@ impl GgufSource {
         let key = |k: &str| format!("{arch_name}.{k}");
         let hidden_size = self.meta_u32(&key("embedding_length"))? as usize;
         let heads = self.meta_u32(&key("attention.head_count"))? as usize;
-        let kv_heads = self.meta_u32(&key("attention.head_count_kv")).map_or(heads, |v| v as usize);
-        let head_dim = self.meta_u32(&key("attention.key_length")).map_or(hidden_size / heads.max(1), |v| v as usize);
+        let kv_heads = self.meta_u32_opt(&key("attention.head_count_kv"))?.map_or(heads, |v| v as usize);
+        let head_dim = self.meta_u32_opt(&key("attention.key_length"))?.map_or(hidden_size / heads.max(1), |v| v as usize);
         let vocab_size = self
             .content
             .tensor_infos
             .get("token_embd.weight")
             .and_then(|info| info.shape.dims().first().copied())
             .ok_or_else(|| self.error("tensor `token_embd.weight` missing".into()))?;
-        let rotary_dim = self.meta_u32(&key("rope.dimension_count")).map_or(head_dim, |v| v as usize);
+        let rotary_dim = self.meta_u32_opt(&key("rope.dimension_count"))?.map_or(head_dim, |v| v as usize);
         let rope_scaling = self.rope_scaling(&key, device)?;
         if let RopeScaling::FrequencyFactors(factors) = &rope_scaling {
             if factors.len() != rotary_dim / 2 {
@@ -133,7 +164,7 @@ impl GgufSource {
                 )));
             }
         }
-        let eos = self.meta_u32("tokenizer.ggml.eos_token_id").ok();
+        let eos = self.meta_u32_opt("tokenizer.ggml.eos_token_id").ok().flatten();
         if architecture == Architecture::Llama || architecture == Architecture::Mistral {
             self.permuted_qk = Some((heads, kv_heads));
         }
@@ -155,8 +186,8 @@ impl GgufSource {
             qkv_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias")
                 || self.content.tensor_infos.contains_key("blk.0.attn_qkv.bias"),
             o_bias: self.content.tensor_infos.contains_key("blk.0.attn_output.bias"),
-            sliding_window: self.meta_u32(&key("attention.sliding_window")).ok().map(|v| v as usize),
-            bos_token_id: self.meta_u32("tokenizer.ggml.bos_token_id").ok(),
+            sliding_window: self.meta_u32_opt(&key("attention.sliding_window"))?.map(|v| v as usize),
+            bos_token_id: self.meta_u32_opt("tokenizer.ggml.bos_token_id").ok().flatten(),
             eos_token_ids: eos.into_iter().collect(),
         };
         config.validate(&self.path)?;

@@ -255,7 +255,11 @@ impl Model {
 
     /// One sequence in llama.cpp's numerics: logits of the last position, or of all.
     fn run_ggml(&self, input: &BatchInput, cache: &mut KvCache, last_only: bool, trace: ggml::Trace) -> Result<Vec<f32>> {
-        let native = self.native.as_ref().expect("set_numerics checked the native plan");
+        // `set_numerics` refuses llama.cpp's numerics without a native plan; checked again
+        // here so a caller that skipped it gets the reason, not a panic.
+        let native = self.native.as_ref().ok_or_else(|| {
+            ModelError::InvalidInput("llama.cpp numerics need f32 compute on the CPU and bias-free block matrices".into())
+        })?;
         let (&[ref ids], &[ref mask]) = (&input.ids[..], &input.attention_mask[..]) else {
             return Err(ModelError::InvalidInput("llama.cpp numerics run one sequence at a time".into()));
         };

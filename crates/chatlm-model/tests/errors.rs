@@ -150,3 +150,62 @@ fn unknown_gguf_quant_type_is_a_gguf_error() {
     let err = Model::from_source(&ModelSource::Gguf(path), &LoadOptions::default()).unwrap_err();
     assert!(matches!(&err, ModelError::Gguf { message, .. } if message.contains("99")), "{err:?}");
 }
+
+/// A rotary part wider than the head would slice past each head in the rope step.
+#[test]
+fn rotary_dimension_wider_than_the_head_is_a_config_error() {
+    let dir = scratch_dir("rotary");
+    copy_model("llama3", &dir);
+    edit_config(&dir, |c| c["partial_rotary_factor"] = 2.0.into());
+    for quantize in [None, Some("q8_0".parse().unwrap())] {
+        let err = Model::from_source(&ModelSource::from_path(&dir).unwrap(), &LoadOptions { quantize, ..LoadOptions::default() })
+            .unwrap_err();
+        assert!(matches!(&err, ModelError::InvalidConfig { message, .. } if message.contains("exceeds head_dim 16")), "{err:?}");
+    }
+}
+
+/// The tiny GGUF with one metadata value replaced (`None`: removed).
+fn gguf_with(key: &str, value: Option<chatlm_gguf::MetadataValue>) -> std::path::PathBuf {
+    let src = chatlm_gguf::GgufFile::open(data_dir("llama3_gguf").join("model.gguf")).unwrap();
+    let mut out = chatlm_gguf::GgufWriter::new();
+    for (k, v) in src.metadata().iter().filter(|(k, _)| k != key) {
+        out.add_metadata(k.clone(), v.clone());
+    }
+    if let Some(v) = value {
+        out.add_metadata(key, v);
+    }
+    for t in src.tensors() {
+        out.add_tensor(t.name.clone(), &t.dims, t.ggml_type, src.tensor_data(t).unwrap().to_vec());
+    }
+    let path = scratch_dir(&format!("meta-{key}")).join("model.gguf");
+    out.write_to(&path).unwrap();
+    path
+}
+
+#[test]
+fn gguf_counts_that_are_negative_or_not_integers_name_the_key() {
+    use chatlm_gguf::MetadataValue::{String, I32, U64};
+    for (key, value, want) in [
+        ("llama.attention.head_count", I32(-4), "-4 is out of range"),
+        ("llama.attention.head_count_kv", U64(1 << 40), "1099511627776 is out of range"),
+        ("llama.block_count", String("2".into()), "expected an integer"),
+    ] {
+        let err = Model::from_source(&ModelSource::Gguf(gguf_with(key, Some(value))), &LoadOptions::default()).unwrap_err();
+        assert!(matches!(&err, ModelError::Gguf { message, .. } if message.contains(key) && message.contains(want)), "{err:?}");
+    }
+}
+
+#[test]
+fn gguf_tensor_offset_past_any_file_size_is_an_error_not_an_overflow() {
+    let mut bytes = std::fs::read(data_dir("llama3_gguf").join("model.gguf")).unwrap();
+    let name = b"blk.0.attn_q.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    let n_dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let offset_at = at + 4 + 8 * n_dims + 4;
+    // Aligned (candle checks that) and so large that adding the data section's start overflows.
+    bytes[offset_at..offset_at + 8].copy_from_slice(&(u64::MAX - 31).to_le_bytes());
+    let path = scratch_dir("offset").join("model.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Model::from_source(&ModelSource::Gguf(path), &LoadOptions::default()).unwrap_err();
+    assert!(matches!(&err, ModelError::Gguf { message, .. } if message.contains("blk.0.attn_q.weight")), "{err:?}");
+}
