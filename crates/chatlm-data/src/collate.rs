@@ -239,7 +239,7 @@ impl TrlLmCollator {
         let mut ids = Vec::with_capacity(examples.len());
         let mut labels = Vec::with_capacity(examples.len());
         let mut pos = Vec::new();
-        for ex in examples {
+        for (n, ex) in examples.iter().enumerate() {
             let i = ex.input_ids()?.to_vec();
             let l = if has_labels {
                 ex.get("labels").ok_or_else(|| DataError::features("an example lacks `labels`"))?.to_vec()
@@ -248,7 +248,19 @@ impl TrlLmCollator {
             };
             if self.padding_free || self.return_position_ids {
                 pos.push(match (packed, ex.get("seq_lengths")) {
-                    (true, Some(s)) => Self::position_ids_from_seq_lengths(s),
+                    (true, Some(s)) => {
+                        // Positions are built from the lengths: a row whose lengths do not cover its
+                        // ids exactly would give misaligned tensors (or, with an absurd length, an
+                        // allocation that cannot succeed).
+                        let total = s.iter().try_fold(0i64, |sum, &l| if l < 0 { None } else { sum.checked_add(l) });
+                        if total != Some(i.len() as i64) {
+                            return Err(DataError::features(format!(
+                                "example {n}: `seq_lengths` {s:?} do not add up to its {} input ids",
+                                i.len()
+                            )));
+                        }
+                        Self::position_ids_from_seq_lengths(s)
+                    }
                     (true, None) => return Err(DataError::features("an example lacks `seq_lengths`")),
                     _ => (0..i.len() as i64).collect(),
                 });

@@ -159,6 +159,17 @@ impl<'a> Preparer<'a> {
         if cfg.pack.is_some() && cfg.seq_length.or(cfg.max_length).is_none() {
             return Err(DataError::option("seq-length", "packing needs --seq-length (or --max-length)"));
         }
+        // Checked here, not where they are used: `run` divides by the batch size before `pack`
+        // sees it, and zero rows per chunk would end the run at once with nothing read.
+        if cfg.pack.is_some() && cfg.seq_length.or(cfg.max_length) == Some(0) {
+            return Err(DataError::option("seq-length", "must be at least 1"));
+        }
+        if cfg.pack.is_some() && cfg.scope == PackScope::Batch(0) {
+            return Err(DataError::option("batch_size", "must be at least 1"));
+        }
+        if cfg.chunk_rows == 0 {
+            return Err(DataError::option("chunk_rows", "must be at least 1"));
+        }
         if cfg.loss == Some(LossMode::ResponseTemplate) && cfg.response_template.is_none() {
             return Err(DataError::option("response-template", "--loss response-template needs --response-template"));
         }
