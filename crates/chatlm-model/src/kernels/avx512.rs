@@ -108,7 +108,8 @@ pub(crate) unsafe fn q_rows<const FORMAT: u8, const N: usize>(
 pub(crate) unsafe fn q_rows4<const FORMAT: u8>(w: &[&[u8]; 4], x: &[super::formats::BlockQ8], out: &mut [f32; 4]) {
     let bytes = [18usize, 20, 34][FORMAT as usize];
     let blocks = w[0].len() / bytes;
-    assert!(w.iter().all(|r| r.len() >= blocks * bytes) && x.len() >= blocks);
+    // The raw loads below rely on these bounds (the callers' shapes were validated at load).
+    assert!(w.iter().all(|r| r.len() >= blocks * bytes) && x.len() >= blocks, "q_rows4: rows or activations shorter than {blocks} blocks");
     let base = w[0].as_ptr();
     // Gather element 2r + j: the first 4 bytes of block b + j of row r (d, and m for Q4_1).
     let rel = |r: usize| w[r].as_ptr().offset_from(base) as i64;
@@ -195,8 +196,9 @@ pub(crate) unsafe fn q_rows4<const FORMAT: u8>(w: &[&[u8]; 4], x: &[super::forma
 /// 16×16 blocks are transposed in registers (a scalar transpose was ~10% of f16 prefill).
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn pack16<const HALF: bool>(rows: &[&[u8]], cols: usize, panel: &mut [f32], nr: usize, j0: usize) {
-    assert!(rows.len() <= 16 && j0 + 16 <= nr && panel.len() >= cols * nr);
-    assert!(rows.iter().all(|r| r.len() >= cols * if HALF { 2 } else { 4 }));
+    // The raw loads and stores below rely on these bounds.
+    assert!(rows.len() <= 16 && j0 + 16 <= nr && panel.len() >= cols * nr, "pack16: panel or tile out of bounds");
+    assert!(rows.iter().all(|r| r.len() >= cols * if HALF { 2 } else { 4 }), "pack16: a row shorter than {cols} columns");
     let out = panel.as_mut_ptr();
     let mut k = 0;
     while k + 16 <= cols {
@@ -267,7 +269,8 @@ unsafe fn transpose16(r: &mut [__m512; 16]) {
 pub(crate) unsafe fn dense_rows4<const HALF: bool>(w: &[&[u8]; 4], x: &[f32], out: &mut [f32; 4]) {
     let size = if HALF { 2 } else { 4 };
     let cols = x.len();
-    assert!(w.iter().all(|r| r.len() >= cols * size));
+    // The raw loads below rely on this bound.
+    assert!(w.iter().all(|r| r.len() >= cols * size), "dense_rows4: a row shorter than {cols} columns");
     let load = |p: *const u8, k: usize| {
         if HALF {
             _mm512_cvtph_ps(_mm256_loadu_si256(p.add(2 * k) as *const __m256i))
@@ -306,8 +309,9 @@ pub(crate) unsafe fn dense_rows4<const HALF: bool>(w: &[&[u8]; 4], x: &[f32], ou
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn dots16<const D: usize>(q: &[f32], keys: &[f32], base: usize, slots: &[usize], out: &mut [f32]) {
     let d = 16 * D;
-    assert!(q.len() == d && out.len() >= slots.len());
-    assert!(slots.iter().all(|&s| (base + s + 1) * d <= keys.len()));
+    // The raw loads below rely on these bounds (slots come from the cache's own bookkeeping).
+    assert!(q.len() == d && out.len() >= slots.len(), "dots16: query or output of the wrong size");
+    assert!(slots.iter().all(|&s| (base + s + 1) * d <= keys.len()), "dots16: a slot past the cached keys");
     let mut qv = [_mm512_setzero_ps(); D];
     for (c, v) in qv.iter_mut().enumerate() {
         *v = _mm512_loadu_ps(q.as_ptr().add(16 * c));
@@ -368,8 +372,9 @@ unsafe fn sum16(v: &[__m512; 16]) -> __m512 {
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn weighted16<const D: usize>(p: &[f32], values: &[f32], base: usize, slots: &[usize], out: &mut [f32]) {
     let d = 16 * D;
-    assert!(out.len() == d && p.len() >= slots.len());
-    assert!(slots.iter().all(|&s| (base + s + 1) * d <= values.len()));
+    // The raw loads below rely on these bounds (slots come from the cache's own bookkeeping).
+    assert!(out.len() == d && p.len() >= slots.len(), "weighted16: output or weights of the wrong size");
+    assert!(slots.iter().all(|&s| (base + s + 1) * d <= values.len()), "weighted16: a slot past the cached values");
     let mut acc = [[_mm512_setzero_ps(); D]; 2];
     for (i, &s) in slots.iter().enumerate() {
         let row = values.as_ptr().add((base + s) * d);
