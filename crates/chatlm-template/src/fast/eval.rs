@@ -436,6 +436,36 @@ impl<'a> Vm<'a> {
                 let Expr::Var(s) = **obj else { return Err(Bail) };
                 self.lookup_ref(s).get_attr(name)
             }
+            Expr::Attr(..) | Expr::Item(..) => self.eval_path(e),
+            _ => self.eval_node(e),
+        }
+    }
+
+    /// `messages[0]['role']`, `message.tool_calls[0].function`: attributes and integer indexes
+    /// after a variable, each step taken on the previous one's value here rather than through
+    /// [`Vm::eval_node`], whose general frame costs more than the step.
+    #[inline(never)]
+    fn eval_path(&mut self, e: &'a Expr) -> R<Value<'a>> {
+        match e {
+            Expr::Attr(obj, name) => match &**obj {
+                Expr::Var(s) => self.lookup_ref(*s).get_attr(name),
+                obj @ (Expr::Attr(..) | Expr::Item(..)) => {
+                    self.spend(STEP)?;
+                    self.eval_path(obj)?.get_attr(name)
+                }
+                obj => self.eval(obj)?.get_attr(name),
+            },
+            Expr::Item(obj, key) if matches!(**key, Expr::Int(_)) => {
+                let Expr::Int(i) = **key else { return Err(Bail) };
+                // `get_item` with an integer: an index of a sequence (maps bail either way).
+                let at = |v: &Value<'a>| if v.is_seq() { v.index(i) } else { Err(Bail) };
+                self.spend(STEP)?;
+                match &**obj {
+                    Expr::Var(s) => at(self.lookup_ref(*s)),
+                    obj @ (Expr::Attr(..) | Expr::Item(..)) => at(&self.eval_path(obj)?),
+                    obj => at(&self.eval(obj)?),
+                }
+            }
             _ => self.eval_node(e),
         }
     }
