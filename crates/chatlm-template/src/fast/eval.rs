@@ -40,6 +40,9 @@ pub(super) struct Vm<'a> {
     pub(super) frame: usize,
     /// Where lookups stop (a macro body does not see its caller's variables).
     pub(super) floor: usize,
+    /// How many loop and macro frames are open: at 0, the template's root frame, whose variables
+    /// are the globals' own slots (see [`Vm::set`]).
+    pub(super) scopes: usize,
     /// (index, length) of the enclosing loops, innermost at `depth - 1` (no allocation: deeper
     /// nesting than this is left to minijinja).
     pub(super) loops: [(usize, usize); MAX_LOOPS],
@@ -77,6 +80,7 @@ impl<'a> Vm<'a> {
             locals,
             frame: globals,
             floor: globals,
+            scopes: 0,
             loops: [(0, 0); MAX_LOOPS],
             loop_depth: 0,
             bound: 0,
@@ -124,6 +128,13 @@ impl<'a> Vm<'a> {
 
     #[inline]
     pub(super) fn set(&mut self, s: Sym, v: Value<'a>) {
+        // A `set` outside loops and macros assigns the root frame, which nothing leaves and no macro
+        // reads (the parser keeps such names out of macros): the global slot can simply take the
+        // value, and later reads of the name stay scan-free.
+        if self.scopes == 0 {
+            self.locals[s as usize].1 = v;
+            return;
+        }
         if self.bound & bit(s) != 0 {
             if let Some(slot) = self.locals[self.frame..].iter_mut().rev().find(|(k, _)| *k == s) {
                 slot.1 = v;
@@ -155,6 +166,7 @@ impl<'a> Vm<'a> {
             match stmt {
                 Stmt::Text(t) => out.push_str(t),
                 Stmt::Emit(e) => self.emit(e, out)?,
+                Stmt::EmitConcat(pieces) => self.emit_concat(pieces, out)?,
                 Stmt::If(branches, else_body) => {
                     let mut body = else_body;
                     for (cond, b) in branches {
@@ -262,6 +274,10 @@ impl<'a> Vm<'a> {
                     }
                 }
             }
+            Expr::AttrEq(c, eq) => {
+                self.spend(2 * STEP)?;
+                Ok(self.attr_eq(c)? == *eq)
+            }
             // `if message.role == "user"`: the commonest condition, without a boolean value.
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {
                 self.spend(STEP)?;
@@ -269,6 +285,23 @@ impl<'a> Vm<'a> {
             }
             _ => self.eval(e)?.truthy(),
         }
+    }
+
+    /// `x.k == lit` of an [`Expr::AttrEq`]: in the request's JSON when `x` is an object, else as
+    /// [`Vm::eq_literal`] compares the attribute's value.
+    #[inline]
+    fn attr_eq(&mut self, c: &'a (Sym, Box<str>, String)) -> R<bool> {
+        let (s, key, lit) = c;
+        let x = self.lookup_ref(*s);
+        if let Some(eq) = x.attr_eq_str(key, lit) {
+            return eq;
+        }
+        Ok(match x.get_attr(key)? {
+            Value::Str(s) => super::value::key_eq(s, lit),
+            Value::String(s) => super::value::key_eq(&s, lit),
+            Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
+            _ => false,
+        })
     }
 
     /// `l == r` where `r` is a string literal.
@@ -328,6 +361,60 @@ impl<'a> Vm<'a> {
         }
         let v = self.eval(e)?;
         v.write_to(out)
+    }
+
+    /// Writes a string concatenation piece by piece; every piece must be a string (else the sum
+    /// fails in minijinja, and the fast path gives up).
+    fn emit_concat(&mut self, pieces: &'a [Piece], out: &mut String) -> R<()> {
+        for p in pieces {
+            let e = match p {
+                Piece::Text(t) => {
+                    out.push_str(t);
+                    continue;
+                }
+                Piece::Attr(s, k, e) => {
+                    let copy = |v: &Value| Ok(v.as_str().map(|text| out.push_str(text)).is_some());
+                    match self.lookup_ref(*s).with_attr(k, copy) {
+                        Some(done) => {
+                            self.spend(STEP)?;
+                            if done? {
+                                continue;
+                            }
+                            return Err(Bail);
+                        }
+                        None => e,
+                    }
+                }
+                Piece::AttrTrim(s, k, e) => {
+                    // A JSON string is borrowed from the request, so it outlives the lookup.
+                    let text = |v: &Value<'a>| Ok(match *v {
+                        Value::Str(t) => Some(t),
+                        _ => None,
+                    });
+                    match self.lookup_ref(*s).with_attr(k, text) {
+                        Some(Ok(Some(text))) => {
+                            // Charged as `emit_str` charges `x.k|trim`: the lookup, then the bytes.
+                            self.spend(STEP)?;
+                            self.spend_bytes(text.len())?;
+                            out.push_str(super::builtins::strip(text, None, true, true));
+                            continue;
+                        }
+                        _ => e,
+                    }
+                }
+                Piece::Expr(e) => e,
+            };
+            self.emit_piece(e, out)?;
+        }
+        Ok(())
+    }
+
+    fn emit_piece(&mut self, e: &'a Expr, out: &mut String) -> R<()> {
+        if self.emit_str(e, out)? {
+            Ok(())
+        } else {
+            Err(Bail)
+        }
     }
 
     /// Writes `e` if it evaluates to a string; `false` (with `out` partly written) if it does not.
@@ -564,6 +651,10 @@ impl<'a> Vm<'a> {
                 } else {
                     self.eval(r)?
                 }
+            }
+            Expr::AttrEq(c, eq) => {
+                self.spend(STEP)?;
+                Value::bool(self.attr_eq(c)? == *eq)
             }
             // `x == "literal"`, the most common comparison, without building the literal.
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {

@@ -62,6 +62,7 @@ impl<'a> Vm<'a> {
         self.spend(len as i64 * ITEM)?;
         let (saved_frame, base) = (self.frame, self.locals.len());
         self.frame = base;
+        self.scopes += 1;
         if self.loop_depth == MAX_LOOPS {
             return Err(Bail);
         }
@@ -88,6 +89,7 @@ impl<'a> Vm<'a> {
         self.loop_depth -= 1;
         self.locals.truncate(base);
         self.frame = saved_frame;
+        self.scopes -= 1;
         if len == 0 {
             self.exec(&f.else_body, out)?;
         }
@@ -135,6 +137,7 @@ impl<'a> Vm<'a> {
         self.spend(items.len() as i64 * ITEM)?;
         let (saved_frame, base) = (self.frame, self.locals.len());
         self.frame = base;
+        self.scopes += 1;
         let mut kept = Vec::with_capacity(items.len());
         if let Some(cond) = &f.filter {
             for item in items {
@@ -146,6 +149,7 @@ impl<'a> Vm<'a> {
         }
         self.locals.truncate(base);
         self.frame = saved_frame;
+        self.scopes -= 1;
         Ok(kept)
     }
 
@@ -201,7 +205,9 @@ impl<'a> Vm<'a> {
         }
         let saved = (self.frame, self.floor);
         (self.frame, self.floor) = (base, base);
+        self.scopes += 1;
         self.exec(&m.body, out)?;
+        self.scopes -= 1;
         self.locals.truncate(base);
         (self.frame, self.floor) = saved;
         self.depth -= 1;
