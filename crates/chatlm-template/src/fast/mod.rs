@@ -19,6 +19,7 @@
 
 mod ast;
 mod builtins;
+mod emit;
 mod eval;
 mod expr;
 mod flow;
