@@ -521,7 +521,7 @@ impl<'a> Vm<'a> {
 
 /// A name's bit in [`Vm::bound`].
 #[inline]
-fn bit(s: Sym) -> u64 {
+pub(super) fn bit(s: Sym) -> u64 {
     1 << (s % 64)
 }
 

@@ -70,6 +70,18 @@ impl<'a> Vm<'a> {
         self.loops[level] = (0, len);
         self.loop_depth += 1;
         let mut i = 0;
+        // The commonest loop, `for message in messages`, binds each message to the frame's one slot
+        // directly (no pair to build and take apart per item).
+        if let (LoopItems::Msgs(msgs), Target::Name(s)) = (&mut items, &f.target) {
+            self.push_local(*s, Value::Undefined);
+            for m in msgs {
+                self.spend(STEP)?;
+                self.loops[level].0 = i;
+                self.locals[base].1 = from_json(m, true)?;
+                self.exec(&f.body, out)?;
+                i += 1;
+            }
+        }
         while let Some((a, b)) = items.next()? {
             self.spend(STEP)?;
             self.loops[level].0 = i;
@@ -155,7 +167,9 @@ impl<'a> Vm<'a> {
 
     pub(super) fn call_macro(&mut self, s: Sym, args: &'a Args, out: &mut String) -> R<()> {
         let id = self.prog.macro_of_sym[s as usize].or_bail()?;
-        if self.macro_defined & (1 << id) == 0 || self.locals[self.floor..].iter().any(|(k, _)| *k == s) {
+        // (A local of the macro's name shadows it: minijinja's business. Only a bound name can be one.)
+        let shadowed = self.bound & super::eval::bit(s) != 0 && self.locals[self.floor..].iter().any(|(k, _)| *k == s);
+        if self.macro_defined & (1 << id) == 0 || shadowed {
             return Err(Bail);
         }
         let m = &self.prog.macros[id];
