@@ -368,6 +368,13 @@ impl<'a> Vm<'a> {
                     obj => at(&self.eval(obj)?),
                 }
             }
+            // `table[x.k]` (a lookup table in a macro): the map is read in place, not copied out.
+            Expr::Item(obj, key) if matches!(**obj, Expr::Var(_)) => {
+                let Expr::Var(s) = **obj else { return Err(Bail) };
+                let key = self.eval(key)?;
+                self.spend(STEP)?;
+                self.lookup_ref(s).get_item(&key)
+            }
             _ => self.eval_node(e),
         }
     }
