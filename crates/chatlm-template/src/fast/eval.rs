@@ -289,14 +289,20 @@ impl<'a> Vm<'a> {
 
     /// `x.k == lit` of an [`Expr::AttrEq`]: in the request's JSON when `x` is an object, else as
     /// [`Vm::eq_literal`] compares the attribute's value.
-    #[inline]
+    #[inline(always)]
     fn attr_eq(&mut self, c: &'a (Sym, Box<str>, String)) -> R<bool> {
         let (s, key, lit) = c;
-        let x = self.lookup_ref(*s);
-        if let Some(eq) = x.attr_eq_str(key, lit) {
-            return eq;
+        match self.lookup_ref(*s).attr_eq_str(key, lit) {
+            Some(eq) => eq,
+            None => self.attr_eq_value(c),
         }
-        Ok(match x.get_attr(key)? {
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn attr_eq_value(&mut self, c: &'a (Sym, Box<str>, String)) -> R<bool> {
+        let (s, key, lit) = c;
+        Ok(match self.lookup_ref(*s).get_attr(key)? {
             Value::Str(s) => super::value::key_eq(s, lit),
             Value::String(s) => super::value::key_eq(&s, lit),
             Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
