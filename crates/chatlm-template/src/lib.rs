@@ -34,6 +34,7 @@ mod builtin;
 mod clock;
 mod env;
 mod error;
+mod escape;
 mod fast;
 mod forloop;
 mod generation;
