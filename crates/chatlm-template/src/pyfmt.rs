@@ -78,6 +78,29 @@ fn number(value: &Value, out: &mut String, json: bool) {
     out.push_str(&py_float(f, json));
 }
 
+/// An integer in decimal, as Python and `{}` print it. (The formatting machinery behind `write!`
+/// costs several times this digit loop, and integers are printed in every tool-use render.)
+pub(crate) fn push_int(i: i64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut k = digits.len();
+    let mut n = i.unsigned_abs();
+    loop {
+        k -= 1;
+        digits[k] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reserve(21 - k);
+    if i < 0 {
+        out.push('-');
+    }
+    for &d in &digits[k..] {
+        out.push(char::from(d));
+    }
+}
+
 /// Python's `repr(float)`: the shortest round-trip digits, positional for exponents in `-4..16`,
 /// otherwise scientific with a signed two-digit exponent (`1e-05`, `1e+16`).
 pub fn py_float(f: f64, json: bool) -> String {
@@ -261,6 +284,17 @@ mod tests {
             (0.0001, "0.0001"),
         ] {
             assert_eq!(py_float(f, false), s, "{f}");
+        }
+    }
+
+    #[test]
+    fn integers_like_display() {
+        let mut cases = vec![0, 1, -1, 9, 10, -10, 99, 100, 12345, i64::MAX, i64::MIN, i64::MIN + 1];
+        cases.extend((0..19).flat_map(|e| [10i64.pow(e) - 1, 10i64.pow(e), -(10i64.pow(e))]));
+        for i in cases {
+            let mut s = String::from("x");
+            push_int(i, &mut s);
+            assert_eq!(s, format!("x{i}"));
         }
     }
 
