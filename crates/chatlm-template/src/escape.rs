@@ -127,11 +127,26 @@ fn push_hex(out: &mut String, prefix: &str, u: u32, digits: u32) {
 /// as `\uXXXX`, surrogate pairs beyond the BMP).
 pub(crate) fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
     let bytes = s.as_bytes();
-    let next = |from| if ensure_ascii { first_hit(bytes, from, json_ascii_hits) } else { first_hit(bytes, from, json_hits) };
+    let first = if ensure_ascii { first_hit(bytes, 0, json_ascii_hits) } else { first_hit(bytes, 0, json_hits) };
     out.reserve(bytes.len() + 2);
     out.push('"');
+    if first == bytes.len() {
+        // Nearly every key and value of a tool schema: kept apart so that this path stays a
+        // small function (the escaping loop's registers made every call save and restore more).
+        out.push_str(s);
+    } else {
+        json_escaped(s, first, ensure_ascii, out);
+    }
+    out.push('"');
+}
+
+/// The body of a JSON string literal from its first byte to escape, `first`, on.
+#[inline(never)]
+fn json_escaped(s: &str, first: usize, ensure_ascii: bool, out: &mut String) {
+    let bytes = s.as_bytes();
+    let next = |from| if ensure_ascii { first_hit(bytes, from, json_ascii_hits) } else { first_hit(bytes, from, json_hits) };
     let mut run = 0;
-    let mut i = next(0);
+    let mut i = first;
     while i < bytes.len() {
         out.push_str(&s[run..i]);
         let b = bytes[i];
@@ -158,7 +173,6 @@ pub(crate) fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
         i = next(run);
     }
     out.push_str(&s[run..]);
-    out.push('"');
 }
 
 /// Whether Python's `str.isprintable()` holds for the non-ASCII `c` (approximated by the categories

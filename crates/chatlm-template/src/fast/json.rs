@@ -36,16 +36,22 @@ impl<'o> JsonDump<'o> {
         JsonDump { ensure_ascii, newline, indent_len, item_sep, key_sep, sort_keys }
     }
 
-    #[inline]
+    /// The line break and indent before an item at `level`, if indenting. (The check is inlined
+    /// into every caller: most dumps do not indent, and a call per item was a visible cost.)
+    #[inline(always)]
     fn newline(&self, level: usize, out: &mut String) {
         if let Some(nl) = &self.newline {
-            if level <= NEWLINE_LEVELS {
-                out.push_str(&nl[..1 + level * self.indent_len]);
-            } else {
-                out.push_str(nl);
-                for _ in NEWLINE_LEVELS..level {
-                    out.push_str(&nl[1..1 + self.indent_len]);
-                }
+            self.line_break(nl, level, out);
+        }
+    }
+
+    fn line_break(&self, nl: &str, level: usize, out: &mut String) {
+        if level <= NEWLINE_LEVELS {
+            out.push_str(&nl[..1 + level * self.indent_len]);
+        } else {
+            out.push_str(nl);
+            for _ in NEWLINE_LEVELS..level {
+                out.push_str(&nl[1..1 + self.indent_len]);
             }
         }
     }
