@@ -151,6 +151,19 @@ impl<'o> JsonDump<'o> {
         Ok(())
     }
 
+    /// An item of a request array or object: strings, most of a schema's values, are written
+    /// here rather than through a call of [`JsonDump::write_json`] each.
+    #[inline(always)]
+    fn write_item(&self, j: &Json, hide_null: bool, level: usize, out: &mut String) -> R<()> {
+        match j {
+            Json::String(s) => {
+                json_str(s, self.ensure_ascii, out);
+                Ok(())
+            }
+            _ => self.write_json(j, hide_null, level, out),
+        }
+    }
+
     fn write_seq<'j>(&self, items: impl Iterator<Item = (&'j Json, bool)>, level: usize, out: &mut String) -> R<()> {
         out.push('[');
         let mut first = true;
@@ -159,7 +172,7 @@ impl<'o> JsonDump<'o> {
                 out.push_str(self.item_sep);
             }
             self.newline(level + 1, out);
-            self.write_json(item, hide_null, level + 1, out)?;
+            self.write_item(item, hide_null, level + 1, out)?;
         }
         if !first {
             self.newline(level, out);
@@ -178,7 +191,7 @@ impl<'o> JsonDump<'o> {
             self.newline(level + 1, out);
             json_str(k, self.ensure_ascii, out);
             out.push_str(self.key_sep);
-            self.write_json(item, false, level + 1, out)?;
+            self.write_item(item, false, level + 1, out)?;
         }
         if !first {
             self.newline(level, out);
