@@ -197,9 +197,24 @@ fn py_printable(c: char) -> bool {
 
 /// Python's `repr(str)`: single quotes unless the text has `'` and no `"`.
 pub(crate) fn repr_str(s: &str, out: &mut String) {
+    let first = first_hit(s.as_bytes(), 0, repr_hits);
+    out.reserve(s.len() + 2);
+    if first == s.len() {
+        // Plain ASCII without quotes, as most keys and values are: kept apart from the escaping
+        // loop so that this stays a small function (see `json_str`).
+        out.push('\'');
+        out.push_str(s);
+        out.push('\'');
+    } else {
+        repr_escaped(s, first, out);
+    }
+}
+
+/// `repr(s)` of a text whose first byte to look at is `first`.
+#[inline(never)]
+fn repr_escaped(s: &str, first: usize, out: &mut String) {
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    let mut i = first_hit(bytes, 0, repr_hits);
+    let mut i = first;
     // Quotes are marked bytes, so none lies before the first mark.
     let rest = &bytes[i..];
     let quote = if rest.contains(&b'\'') && !rest.contains(&b'"') { b'"' } else { b'\'' };

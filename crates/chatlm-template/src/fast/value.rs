@@ -426,13 +426,26 @@ fn repr_json(j: &Json, hide_null: bool, out: &mut String) -> R<()> {
     Ok(())
 }
 
+/// An item of a request array or object: strings are written here rather than through a call of
+/// [`repr_json`] each.
+#[inline(always)]
+fn repr_item(j: &Json, hide_null: bool, out: &mut String) -> R<()> {
+    match j {
+        Json::String(s) => {
+            repr_str(s, out);
+            Ok(())
+        }
+        _ => repr_json(j, hide_null, out),
+    }
+}
+
 fn repr_seq<'j>(items: impl Iterator<Item = (&'j Json, bool)>, out: &mut String) -> R<()> {
     out.push('[');
     for (i, (item, hide_null)) in items.enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        repr_json(item, hide_null, out)?;
+        repr_item(item, hide_null, out)?;
     }
     out.push(']');
     Ok(())
@@ -447,7 +460,7 @@ fn repr_map(o: &Map<String, Json>, hide_null: bool, out: &mut String) -> R<()> {
         }
         repr_str(k, out);
         out.push_str(": ");
-        repr_json(v, false, out)?;
+        repr_item(v, false, out)?;
     }
     out.push('}');
     Ok(())
