@@ -250,8 +250,8 @@ fn repr_escaped(s: &str, first: usize, out: &mut String) {
                 out.push_str(&s[run..i]);
                 let u = c as u32;
                 match u {
-                    ..=0xff => push_hex(out, "\\x", u, 2),
-                    ..=0xffff => push_hex(out, "\\u", u, 4),
+                    0x80..=0xff => push_hex(out, "\\x", u, 2),
+                    0x100..=0xffff => push_hex(out, "\\u", u, 4),
                     _ => push_hex(out, "\\U", u, 8),
                 }
                 run = i + c.len_utf8();
