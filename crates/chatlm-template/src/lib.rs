@@ -32,6 +32,7 @@
 
 mod builtin;
 mod clock;
+mod continuation;
 mod env;
 mod error;
 mod fast;
@@ -243,7 +244,7 @@ impl ChatTemplate {
         let text = match &prepared.continued {
             None => text,
             Some(continued) => {
-                let cut = request::cut_at_tag(&text, continued)?;
+                let cut = continuation::cut_at_tag(&text, continued)?;
                 for s in &mut spans {
                     s.start = s.start.min(cut);
                     s.end = s.end.min(cut);
