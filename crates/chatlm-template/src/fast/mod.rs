@@ -98,18 +98,17 @@ impl Program {
                 globals[s].1 = from_json(v, false).ok()?;
             }
         }
+        // Each written in place (an array of the four, looped over, is moved around twice).
         let [msgs, tools, docs, agp] = self.fixed;
-        let fixed = [
-            (msgs, Value::Msgs(&messages)),
-            (tools, req.tools.as_ref().map_or(Value::None, Value::Arr)),
-            (docs, req.documents.as_ref().map_or(Value::None, Value::Arr)),
-            (agp, Value::bool(req.add_generation_prompt)),
-        ];
-        for (s, v) in fixed {
+        let mut set = |s: Option<Sym>, v| {
             if let Some(s) = s {
                 globals[s as usize].1 = v;
             }
-        }
+        };
+        set(msgs, Value::Msgs(&messages));
+        set(tools, req.tools.as_ref().map_or(Value::None, Value::Arr));
+        set(docs, req.documents.as_ref().map_or(Value::None, Value::Arr));
+        set(agp, Value::bool(req.add_generation_prompt));
         let mut vm = eval::Vm::new(self, globals, limits.fuel, limits.recursion, limits.max_output_bytes);
         vm.now = req.now;
         let hint = self.size_hint.load(Ordering::Relaxed);
