@@ -6,11 +6,14 @@ use std::cell::Cell;
 
 use serde_json::{Map, Value as Json};
 
-use crate::request::{alias_reasoning, has_reasoning, invalid, py_strip, without_nulls, REASONING_FIELDS};
+use crate::request::{alias_reasoning, has_reasoning, invalid, without_nulls, REASONING_FIELDS};
 use crate::TemplateError;
 
 /// The text transformers appends to the continued message to find it again after rendering.
 pub(crate) const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
+
+/// The tag as transformers searches for it, `CONTINUE_TAG.strip()`.
+const TAG_WORD: &str = "CONTINUE_FINAL_MESSAGE_TAG";
 
 thread_local! {
     /// The copy of the last continued message, for the next render on this thread to overwrite:
@@ -130,11 +133,10 @@ fn mark_final(
 
 /// Cuts the rendered text at the continue tag (transformers' rule); returns the new length.
 pub(crate) fn cut_at_tag(rendered: &str, continued: &str) -> Result<usize, TemplateError> {
-    let tag = py_strip(CONTINUE_TAG);
     let final_text = py_strip(continued);
     // One search instead of three: the final text almost always sits right before the (last) tag,
     // which proves it appears; only otherwise is the whole output searched for it.
-    let last_tag = rfind_near_end(rendered, tag);
+    let last_tag = rfind_near_end(rendered, TAG_WORD);
     let text_appears = |loc: usize| rendered[..loc].ends_with(final_text) || rendered.contains(final_text);
     let Some(loc) = last_tag.filter(|&loc| text_appears(loc)) else {
         return Err(invalid(format!(
@@ -159,6 +161,17 @@ fn rfind_near_end(hay: &str, needle: &str) -> Option<usize> {
     (0..=h.len().checked_sub(n.len())?).rev().find(|&i| h[i] == first && h[i..].starts_with(n))
 }
 
+/// Python's `str.strip()`: Unicode whitespace plus the ASCII separators 0x1C..=0x1F.
+fn py_strip(s: &str) -> &str {
+    // Text nearly always starts and ends with a visible ASCII character: then there is nothing to
+    // strip, and no character needs decoding.
+    let visible = |b: Option<&u8>| b.is_some_and(|b| (0x21..0x7f).contains(b));
+    if visible(s.as_bytes().first()) && visible(s.as_bytes().last()) {
+        return s;
+    }
+    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+}
+
 fn py_rstrip(s: &str) -> &str {
     s.trim_end_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
@@ -168,6 +181,25 @@ mod tests {
     use super::*;
     use crate::request::{prepare, ContinueFinal, MessageRefs};
     use crate::ChatRequest;
+
+    #[test]
+    fn strip_is_pythons() {
+        assert_eq!(py_strip(CONTINUE_TAG), TAG_WORD);
+        for (s, stripped) in [
+            ("abc", "abc"),
+            ("a b", "a b"),
+            (" a\t", "a"),
+            ("\u{1c}a\u{1f}", "a"),
+            ("\u{a0}a\u{3000}", "a"),
+            ("é x", "é x"),
+            ("", ""),
+            ("  ", ""),
+            ("~", "~"),
+            ("!\n", "!"),
+        ] {
+            assert_eq!(py_strip(s), stripped, "{s:?}");
+        }
+    }
 
     #[test]
     fn the_backward_search_finds_the_last_match() {

@@ -131,7 +131,6 @@ impl Drop for Prepared<'_> {
         }
     }
 }
-
 /// Room for the references [`Prepared::messages`] returns.
 pub(crate) struct MessageRefs<'r> {
     inline: [&'r Json; 16],
@@ -147,11 +146,6 @@ impl MessageRefs<'_> {
 
 pub(crate) fn invalid(msg: impl Into<String>) -> TemplateError {
     TemplateError::InvalidRequest(msg.into())
-}
-
-/// Python's `str.strip()`: Unicode whitespace plus the ASCII separators 0x1C..=0x1F.
-pub(crate) fn py_strip(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
 /// Applies `apply_chat_template`'s checks and rewrites, in its order. `mentions` says whether the
