@@ -125,12 +125,17 @@ impl Prepared<'_> {
 }
 
 impl Drop for Prepared<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if let Some(Json::Object(copy)) = self.marked_final.take() {
-            crate::continuation::keep_spare(copy);
+        // Tested before anything moves: most renders have no copy to keep.
+        if self.marked_final.is_some() {
+            if let Some(Json::Object(copy)) = self.marked_final.take() {
+                crate::continuation::keep_spare(copy);
+            }
         }
     }
 }
+
 /// Room for the references [`Prepared::messages`] returns.
 pub(crate) struct MessageRefs<'r> {
     inline: [&'r Json; 16],
