@@ -255,7 +255,15 @@ pub(crate) fn json_has_marker(v: &Json) -> bool {
     match v {
         Json::String(s) => crate::generation::contains_marker(s),
         Json::Array(a) => a.iter().any(json_has_marker),
-        Json::Object(o) => o.iter().any(|(k, v)| crate::generation::contains_marker(k) || json_has_marker(v)),
+        // Strings, most of the values, are tested here rather than in a call.
+        Json::Object(o) => o.iter().any(|(k, v)| {
+            crate::generation::contains_marker(k)
+                || match v {
+                    Json::String(s) => crate::generation::contains_marker(s),
+                    Json::Array(_) | Json::Object(_) => json_has_marker(v),
+                    _ => false,
+                }
+        }),
         _ => false,
     }
 }
