@@ -32,8 +32,10 @@
 
 mod builtin;
 mod clock;
+mod continuation;
 mod env;
 mod error;
+mod escape;
 mod fast;
 mod forloop;
 mod generation;
@@ -243,7 +245,7 @@ impl ChatTemplate {
         let text = match &prepared.continued {
             None => text,
             Some(continued) => {
-                let cut = request::cut_at_tag(&text, continued)?;
+                let cut = continuation::cut_at_tag(&text, continued)?;
                 for s in &mut spans {
                     s.start = s.start.min(cut);
                     s.end = s.end.min(cut);

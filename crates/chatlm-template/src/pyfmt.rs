@@ -8,6 +8,8 @@
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Error, ErrorKind};
 
+pub(crate) use crate::escape::{json_str, repr_str};
+
 /// Python's `str(value)`: strings as they are, everything else as [`repr`].
 pub fn py_str(value: &Value, out: &mut String) -> Result<(), Error> {
     match value.kind() {
@@ -63,65 +65,6 @@ fn map_pairs(value: &Value) -> Result<impl Iterator<Item = (Value, Value)>, Erro
         .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "cannot iterate the entries of this map"))
 }
 
-/// Whether Python's `str.isprintable()` holds for `c` (approximated by the categories that occur in
-/// practice: controls, format characters, separators other than the ASCII space, surrogates/unassigned
-/// cannot occur in a Rust `str`).
-fn py_printable(c: char) -> bool {
-    let u = c as u32;
-    !(u < 0x20
-        || (0x7f..=0xa0).contains(&u)
-        || u == 0xad
-        || u == 0x1680
-        || u == 0x180e
-        || (0x2000..=0x200f).contains(&u)
-        || (0x2028..=0x202f).contains(&u)
-        || (0x205f..=0x2064).contains(&u)
-        || (0x2066..=0x206f).contains(&u)
-        || u == 0x3000
-        || u == 0xfeff
-        || (0xfff9..=0xfffb).contains(&u)
-        || (0xe000..=0xf8ff).contains(&u)
-        || (0xf0000..).contains(&u))
-}
-
-/// Python's `repr(str)`: single quotes unless the text has `'` and no `"`.
-pub(crate) fn repr_str(s: &str, out: &mut String) {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    out.push(quote);
-    // Runs of plain printable ASCII are copied whole; everything else goes through the checks.
-    let mut run = 0;
-    for (i, c) in s.char_indices() {
-        if (' '..='~').contains(&c) && c != '\\' && c != quote {
-            continue;
-        }
-        out.push_str(&s[run..i]);
-        run = i + c.len_utf8();
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if py_printable(c) => out.push(c),
-            c => {
-                let u = c as u32;
-                if u <= 0xff {
-                    out.push_str(&format!("\\x{u:02x}"));
-                } else if u <= 0xffff {
-                    out.push_str(&format!("\\u{u:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{u:08x}"));
-                }
-            }
-        }
-    }
-    out.push_str(&s[run..]);
-    out.push(quote);
-}
-
 /// A number as Python prints it; `json` selects `json.dumps`' spelling of the non-finite floats.
 fn number(value: &Value, out: &mut String, json: bool) {
     if value.is_integer() {
@@ -133,6 +76,29 @@ fn number(value: &Value, out: &mut String, json: bool) {
     }
     let f = f64::try_from(value.clone()).unwrap_or(f64::NAN);
     out.push_str(&py_float(f, json));
+}
+
+/// An integer in decimal, as Python and `{}` print it. (The formatting machinery behind `write!`
+/// costs several times this digit loop, and integers are printed in every tool-use render.)
+pub(crate) fn push_int(i: i64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut k = digits.len();
+    let mut n = i.unsigned_abs();
+    loop {
+        k -= 1;
+        digits[k] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reserve(21 - k);
+    if i < 0 {
+        out.push('-');
+    }
+    for &d in &digits[k..] {
+        out.push(char::from(d));
+    }
 }
 
 /// Python's `repr(float)`: the shortest round-trip digits, positional for exponents in `-4..16`,
@@ -301,68 +267,6 @@ impl JsonWriter<'_> {
     }
 }
 
-/// A JSON string literal as Python's `json` module writes it.
-pub(crate) fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
-    out.push('"');
-    // Runs of characters that need no escape are copied whole (the common case is all of them).
-    // Without `ensure_ascii` only ASCII bytes are ever escaped, so bytes can be tested directly.
-    if !ensure_ascii {
-        let bytes = s.as_bytes();
-        let mut run = 0;
-        let mut i = 0;
-        loop {
-            i = next_json_escape(bytes, i);
-            if i == bytes.len() {
-                break;
-            }
-            let b = bytes[i];
-            out.push_str(&s[run..i]);
-            run = i + 1;
-            match b {
-                b'"' => out.push_str("\\\""),
-                b'\\' => out.push_str("\\\\"),
-                b'\n' => out.push_str("\\n"),
-                b'\r' => out.push_str("\\r"),
-                b'\t' => out.push_str("\\t"),
-                0x08 => out.push_str("\\b"),
-                0x0c => out.push_str("\\f"),
-                b => out.push_str(&format!("\\u{b:04x}")),
-            }
-            i += 1;
-        }
-        out.push_str(&s[run..]);
-        out.push('"');
-        return;
-    }
-    let mut run = 0;
-    for (i, c) in s.char_indices() {
-        let plain = c >= ' ' && c != '"' && c != '\\' && (c as u32) <= 0x7f;
-        if plain {
-            continue;
-        }
-        out.push_str(&s[run..i]);
-        run = i + c.len_utf8();
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out.push_str(&s[run..]);
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +288,17 @@ mod tests {
     }
 
     #[test]
+    fn integers_like_display() {
+        let mut cases = vec![0, 1, -1, 9, 10, -10, 99, 100, 12345, i64::MAX, i64::MIN, i64::MIN + 1];
+        cases.extend((0..19).flat_map(|e| [10i64.pow(e) - 1, 10i64.pow(e), -(10i64.pow(e))]));
+        for i in cases {
+            let mut s = String::from("x");
+            push_int(i, &mut s);
+            assert_eq!(s, format!("x{i}"));
+        }
+    }
+
+    #[test]
     fn repr_and_json() {
         let v = Value::from(minijinja::value::Serde(serde_json::json!({"a": [1, "it's", null, true, 2.5], "é": {}})));
         let mut s = String::new();
@@ -395,67 +310,5 @@ mod tests {
         assert_eq!(j, "{\n  \"a\": [\n    1,\n    \"it's\",\n    null,\n    true,\n    2.5\n  ],\n  \"é\": {}\n}");
         let j = json_dumps(&Value::from("<é>\u{1}"), &JsonOptions { ensure_ascii: true, ..Default::default() }).unwrap();
         assert_eq!(j, "\"<\\u00e9>\\u0001\"");
-    }
-}
-
-/// The index of the first byte at or after `from` that a JSON string must escape (a control
-/// character, `"` or `\\`), or `bytes.len()`.
-///
-/// Why eight bytes at a time: `tojson` of tool schemas and long contents is mostly plain text, and
-/// a byte loop with three compares per byte was a visible share of such renders. The word tests are
-/// the classic "has a zero / has a byte below n" bit tricks: a borrow can only mark bytes above a
-/// true hit, so the lowest marked byte is always exact.
-fn next_json_escape(bytes: &[u8], from: usize) -> usize {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut i = from;
-    while i + 8 <= bytes.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[i..i + 8]);
-        let x = u64::from_le_bytes(word);
-        let quote = x ^ (LO * u64::from(b'"'));
-        let backslash = x ^ (LO * u64::from(b'\\'));
-        let hits = ((x.wrapping_sub(LO * 0x20) & !x)
-            | (quote.wrapping_sub(LO) & !quote)
-            | (backslash.wrapping_sub(LO) & !backslash))
-            & HI;
-        if hits != 0 {
-            return i + (hits.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b < b' ' || b == b'"' || b == b'\\' {
-            return i;
-        }
-        i += 1;
-    }
-    i
-}
-
-#[cfg(test)]
-mod escape_scan_tests {
-    use super::next_json_escape;
-
-    #[test]
-    fn word_scan_agrees_with_a_byte_loop() {
-        let naive = |b: &[u8], from: usize| {
-            (from..b.len()).find(|&i| b[i] < b' ' || b[i] == b'"' || b[i] == b'\\').unwrap_or(b.len())
-        };
-        // Every special byte at every position of a 19-byte buffer, over plain, high and edge bytes.
-        for fill in [b'a', 0x80, 0xff, b' ', b'!', b'#', b'[', b']', 0x21, 0x7f] {
-            for special in [0u8, 0x1f, b'\n', b'"', b'\\'] {
-                for pos in 0..19 {
-                    let mut buf = vec![fill; 19];
-                    buf[pos] = special;
-                    for from in 0..19 {
-                        assert_eq!(next_json_escape(&buf, from), naive(&buf, from), "{fill} {special} {pos} {from}");
-                    }
-                }
-                let buf = vec![fill; 19];
-                assert_eq!(next_json_escape(&buf, 0), 19);
-            }
-        }
     }
 }

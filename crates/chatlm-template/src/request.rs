@@ -2,6 +2,8 @@
 //! Jinja render: `None` keys dropped, reasoning fields aliased, `continue_final_message`'s marker and
 //! cut, and the `ValueError`s it raises.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value as Json};
 
 use crate::clock::DateTime;
@@ -75,7 +77,7 @@ const RESERVED: [&str; 8] = [
 ];
 
 /// The reasoning field names, the first being what templates read (transformers' `_REASONING_FIELDS`).
-const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
+pub(crate) const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
 
 /// Whether `key` is one of [`REASONING_FIELDS`]; the length decides for almost every key (`role`,
 /// `content`, `tool_calls`, ...) without comparing text.
@@ -83,21 +85,22 @@ fn is_reasoning_field(key: &str) -> bool {
     matches!(key.len(), 8 | 9 | 17) && REASONING_FIELDS.contains(&key)
 }
 
-/// The text transformers appends to the continued message to find it again after rendering.
-pub(crate) const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
-
 /// The checked and normalised inputs of one render.
-pub(crate) struct Prepared {
+pub(crate) struct Prepared<'r> {
     /// The messages that had to be rewritten (reasoning fields aliased, the continued one marked,
     /// `null` keys dropped), by position; every other message is used as the request has it (its
     /// `null` keys are skipped when it is read). Copying only these keeps a `continue_final_message`
     /// render from deep-copying the whole conversation.
     pub edits: Vec<(usize, Json)>,
-    /// The text of the continued message, when `continue_final_message` is set.
-    pub continued: Option<String>,
+    /// The final message marked for `continue_final_message` (kept apart from `edits`: a vector
+    /// for it would be an allocation per render).
+    pub marked_final: Option<Json>,
+    /// The text of the continued message, when `continue_final_message` is set: the request's own
+    /// text where it can be, not a copy.
+    pub continued: Option<Cow<'r, str>>,
 }
 
-impl Prepared {
+impl Prepared<'_> {
     /// The messages as the template sees them: the request's, with the edits in place. Fills
     /// `buf`'s inline room when they fit (no allocation per render).
     pub(crate) fn messages<'r>(&'r self, original: &'r [Json], buf: &'r mut MessageRefs<'r>) -> &'r [&'r Json] {
@@ -114,7 +117,22 @@ impl Prepared {
         for (i, m) in &self.edits {
             refs[*i] = m;
         }
+        if let (Some(m), Some(last)) = (&self.marked_final, refs.last_mut()) {
+            *last = m;
+        }
         refs
+    }
+}
+
+impl Drop for Prepared<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // Tested before anything moves: most renders have no copy to keep.
+        if self.marked_final.is_some() {
+            if let Some(Json::Object(copy)) = self.marked_final.take() {
+                crate::continuation::keep_spare(copy);
+            }
+        }
     }
 }
 
@@ -131,32 +149,25 @@ impl MessageRefs<'_> {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> TemplateError {
+pub(crate) fn invalid(msg: impl Into<String>) -> TemplateError {
     TemplateError::InvalidRequest(msg.into())
-}
-
-/// Python's `str.strip()`: Unicode whitespace plus the ASCII separators 0x1C..=0x1F.
-pub(crate) fn py_strip(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
-}
-
-fn py_rstrip(s: &str) -> &str {
-    s.trim_end_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
 /// Applies `apply_chat_template`'s checks and rewrites, in its order. `mentions` says whether the
 /// selected template's text contains a name (the continued field must appear in it).
-pub(crate) fn prepare(req: &ChatRequest, mentions: &dyn Fn(&str) -> bool) -> Result<Prepared, TemplateError> {
+pub(crate) fn prepare<'r>(
+    req: &'r ChatRequest,
+    mentions: &dyn Fn(&str) -> bool,
+) -> Result<Prepared<'r>, TemplateError> {
     if req.messages.is_empty() {
         return Err(invalid("Cannot apply chat template to an empty conversation. Provide at least one message."));
     }
-    let mut needs_rewrite = req.continue_final_message != ContinueFinal::No;
+    let mut any_reasoning = false;
     for m in &req.messages {
         let Json::Object(obj) = m else {
             return Err(invalid(format!("Chat messages should be dicts, but got {m}.")));
         };
-        // A scan of the (few) keys: a map lookup per field would hash three times per message.
-        needs_rewrite |= obj.iter().any(|(k, v)| is_reasoning_field(k) && !v.is_null());
+        any_reasoning |= has_reasoning(obj);
     }
     if req.continue_final_message != ContinueFinal::No && req.add_generation_prompt {
         return Err(invalid(
@@ -180,37 +191,48 @@ pub(crate) fn prepare(req: &ChatRequest, mentions: &dyn Fn(&str) -> bool) -> Res
             return Err(invalid("Documents should be a list of dicts with 'title' and 'text' keys!"));
         }
     }
-    if !needs_rewrite {
-        return Ok(Prepared { edits: Vec::new(), continued: None });
-    }
-    // Copies of the messages that change, without `null` keys, reasoning aliased, ready for the
-    // continue tag. Cloning a map copies its index as it is; collecting the entries again would
-    // hash every key.
-    let last = req.messages.len() - 1;
-    let continues = req.continue_final_message != ContinueFinal::No;
-    let mut edits: Vec<(usize, Map<String, Json>)> = Vec::new();
-    for (i, obj) in req.messages.iter().enumerate().filter_map(|(i, m)| Some((i, m.as_object()?))) {
-        if !(i == last && continues || obj.iter().any(|(k, v)| is_reasoning_field(k) && !v.is_null())) {
-            continue;
-        }
-        let mut copy = obj.clone();
-        if copy.values().any(Json::is_null) {
-            copy.retain(|_, v| !v.is_null());
-        }
-        edits.push((i, alias_reasoning(copy)));
-    }
-    let final_message = edits.last_mut().filter(|(i, _)| *i == last).map(|(_, m)| m);
-    let continued = match (&req.continue_final_message, final_message) {
-        (ContinueFinal::No, _) => None,
-        (ContinueFinal::Content, Some(m)) => Some(mark_final(m, "content", mentions)?),
-        (ContinueFinal::Field(f), Some(m)) => Some(mark_final(m, f, mentions)?),
-        (_, None) => return Err(invalid("continue_final_message is set but the conversation is empty!")),
+    let field = match &req.continue_final_message {
+        ContinueFinal::No => None,
+        ContinueFinal::Content => Some("content"),
+        ContinueFinal::Field(f) => Some(f.as_str()),
     };
-    Ok(Prepared { edits: edits.into_iter().map(|(i, m)| (i, Json::Object(m))).collect(), continued })
+    let mut edits = Vec::new();
+    let objects = req.messages.iter().filter_map(Json::as_object);
+    let last = req.messages.len() - 1;
+    // The messages with a reasoning field (rare), but the continued one, which is handled below.
+    if any_reasoning {
+        for (i, obj) in objects.enumerate().filter(|&(i, obj)| has_reasoning(obj) && !(i == last && field.is_some())) {
+            edits.push((i, Json::Object(alias_reasoning(without_nulls(obj)))));
+        }
+    }
+    let Some(field) = field else {
+        return Ok(Prepared { edits, marked_final: None, continued: None });
+    };
+    let Some(Json::Object(final_message)) = req.messages.last() else {
+        unreachable!("the messages were checked to be a non-empty list of objects");
+    };
+    let (marked, continued) = crate::continuation::continue_final(final_message, field, mentions)?;
+    Ok(Prepared { edits, marked_final: Some(Json::Object(marked)), continued: Some(continued) })
+}
+
+/// Whether a message has a reasoning field that is not `null` (one that transformers aliases). A
+/// scan of the (few) keys: a map lookup per field would hash three times per message.
+pub(crate) fn has_reasoning(message: &Map<String, Json>) -> bool {
+    message.iter().any(|(k, v)| is_reasoning_field(k) && !v.is_null())
+}
+
+/// A copy of a message without its `null` keys. Cloning a map copies its index as it is;
+/// collecting the entries again would hash every key.
+pub(crate) fn without_nulls(message: &Map<String, Json>) -> Map<String, Json> {
+    let mut copy = message.clone();
+    if copy.values().any(Json::is_null) {
+        copy.retain(|_, v| !v.is_null());
+    }
+    copy
 }
 
 /// transformers' `_alias_reasoning_fields`: `{"thinking": r, **message, "reasoning_content": r}`.
-fn alias_reasoning(message: Map<String, Json>) -> Map<String, Json> {
+pub(crate) fn alias_reasoning(message: Map<String, Json>) -> Map<String, Json> {
     // Most messages have no reasoning field: one scan of the keys says so without hashing.
     if !message.keys().any(|k| is_reasoning_field(k)) {
         return message;
@@ -228,103 +250,20 @@ fn alias_reasoning(message: Map<String, Json>) -> Map<String, Json> {
     out
 }
 
-/// Appends the continue tag to the final message's field; returns the continued text.
-fn mark_final(
-    last: &mut Map<String, Json>,
-    field: &str,
-    mentions: &dyn Fn(&str) -> bool,
-) -> Result<String, TemplateError> {
-    // The common case, a text field the template mentions: marked in place, no copy of the text or
-    // the key (the general path below gives the same message).
-    if !REASONING_FIELDS.contains(&field) && mentions(field) {
-        if let Some((_, Json::String(text))) = last.iter_mut().find(|(k, _)| *k == field) {
-            let mut marked = String::with_capacity(text.len() + CONTINUE_TAG.len());
-            marked.push_str(text);
-            marked.push_str(CONTINUE_TAG);
-            return Ok(std::mem::replace(text, marked));
-        }
-    }
-    let Some(final_value) = last.get(field).cloned() else {
-        return Err(invalid(format!(
-            "continue_final_message is set but the final message has no \"{field}\" to continue!"
-        )));
-    };
-    let continue_fields: Vec<String> = if REASONING_FIELDS.contains(&field) {
-        REASONING_FIELDS.iter().filter(|f| last.get(**f) == Some(&final_value)).map(|f| f.to_string()).collect()
-    } else {
-        vec![field.to_string()]
-    };
-    if !continue_fields.iter().any(|f| mentions(f)) {
-        return Err(invalid(format!(
-            "continue_final_message is set to \"{field}\" but this is not an accepted field in the chat_template"
-        )));
-    }
-    if let Json::Array(blocks) = final_value {
-        // The last text block of a list-of-parts content is continued.
-        let mut blocks = blocks;
-        for block in blocks.iter_mut().rev() {
-            if let Json::Object(b) = block {
-                if let Some(Json::String(text)) = b.get("text").cloned() {
-                    b.insert("text".to_string(), Json::String(format!("{text}{CONTINUE_TAG}")));
-                    last.insert(field.to_string(), Json::Array(blocks));
-                    return Ok(text);
-                } else if b.contains_key("text") {
-                    return Err(invalid("continue_final_message: the final text block's \"text\" is not a string"));
-                }
-            }
-        }
-        return Err(invalid(
-            "continue_final_message is set but we could not find any text to continue in the final message!",
-        ));
-    }
-    let Json::String(text) = &final_value else {
-        return Err(invalid(format!(
-            "continue_final_message: the final message's \"{field}\" is not a string or a list of content parts"
-        )));
-    };
-    for f in &continue_fields {
-        last.insert(f.clone(), Json::String(format!("{text}{CONTINUE_TAG}")));
-    }
-    Ok(text.clone())
-}
-
-/// Cuts the rendered text at the continue tag (transformers' rule); returns the new length.
-pub(crate) fn cut_at_tag(rendered: &str, continued: &str) -> Result<usize, TemplateError> {
-    let tag = py_strip(CONTINUE_TAG);
-    let final_text = py_strip(continued);
-    // One search instead of three: the final text almost always sits right before the (last) tag,
-    // which proves it appears; only otherwise is the whole output searched for it.
-    let last_tag = rfind_near_end(rendered, tag);
-    let text_appears = |loc: usize| rendered[..loc].ends_with(final_text) || rendered.contains(final_text);
-    let Some(loc) = last_tag.filter(|&loc| text_appears(loc)) else {
-        return Err(invalid(format!(
-            "continue_final_message is set but the final message does not appear in the chat after applying the chat template! This can happen if the chat template deletes portions of the final message. Please verify the chat template and final message in your chat to ensure they are compatible.Final message to continue: {final_text}\nRendered chat:\n{rendered}"
-        )));
-    };
-    if rendered[loc..].starts_with(CONTINUE_TAG) {
-        Ok(loc)
-    } else {
-        // The template trimmed the message: the trailing spacing went with it.
-        Ok(py_rstrip(&rendered[..loc]).len())
-    }
-}
-
-/// `hay.rfind(needle)` for an ASCII needle that is usually near the end (the continue tag): a
-/// backward scan finds it within a few bytes, where setting up a general substring search costs
-/// more than the search. (At most `needle.len()` comparisons per byte in the worst case.)
-fn rfind_near_end(hay: &str, needle: &str) -> Option<usize> {
-    let (h, n) = (hay.as_bytes(), needle.as_bytes());
-    let first = *n.first()?;
-    // An ASCII needle only matches at character boundaries.
-    (0..=h.len().checked_sub(n.len())?).rev().find(|&i| h[i] == first && h[i..].starts_with(n))
-}
-
 /// Whether any string in the value contains a generation marker character.
 pub(crate) fn json_has_marker(v: &Json) -> bool {
     match v {
         Json::String(s) => crate::generation::contains_marker(s),
         Json::Array(a) => a.iter().any(json_has_marker),
-        Json::Object(o) => o.iter().any(|(k, v)| crate::generation::contains_marker(k) || json_has_marker(v)),
+        // Strings, most of the values, are tested here rather than in a call.
+        Json::Object(o) => o.iter().any(|(k, v)| {
+            crate::generation::contains_marker(k)
+                || match v {
+                    Json::String(s) => crate::generation::contains_marker(s),
+                    Json::Array(_) | Json::Object(_) => json_has_marker(v),
+                    _ => false,
+                }
+        }),
         _ => false,
     }
 }
@@ -341,15 +280,7 @@ pub(crate) fn request_has_marker(req: &ChatRequest) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_backward_search_finds_the_last_match() {
-        for (hay, needle) in
-            [("abcabc", "bc"), ("abc", "abcd"), ("", "a"), ("xxCONTINUExxCONT", "CONTINUE"), ("é€CAT", "CAT")]
-        {
-            assert_eq!(rfind_near_end(hay, needle), hay.rfind(needle), "{hay} {needle}");
-        }
-    }
+    use crate::continuation::CONTINUE_TAG;
 
     #[test]
     fn the_length_check_lets_every_reasoning_field_through() {
@@ -371,7 +302,7 @@ mod tests {
         ]);
         req.continue_final_message = ContinueFinal::Content;
         let prepared = prepare(&req, &|_| true).unwrap();
-        assert_eq!(prepared.edits.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(prepared.edits.iter().map(|e| e.0).collect::<Vec<_>>(), [1]);
         assert_eq!(prepared.continued.as_deref(), Some("d"));
         let mut buf = MessageRefs::new();
         let seen = prepared.messages(&req.messages, &mut buf);

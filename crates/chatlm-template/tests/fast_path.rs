@@ -374,6 +374,11 @@ fn constructs_render_identically() {
         "{{ messages|trim }}|{{ messages[0]|trim }}|{{ 'a' + messages|trim + 'b' }}|{{ [' a\\n\\tb\\\\ ', \"it's\", 'say \"x\"', 1, 2.5, 100000000000000000000.0, none, true, {'k': [0.1]}]|trim }}|{{ [' x ']|trim('[') }}",
         "{% for m in messages %}{% if m.extra %}E{% endif %}{% if m.extra is defined %}D{% endif %}{% if m.content is string %}S{% endif %}{% if m.nope is undefined and m.role %}U{% endif %}{% if loop.first %}F{% endif %}{% if not loop.last %},{% endif %}{% endfor %}",
         "{%+ if true %}  x{%+ endif %}\n  {{+ 'y' }}\r\n{#- c -#}\n z {{ -1 }}{{ 1.0 }}{{ 10 / 4 }}{{ [1, 2] == [1, 2] }}{{ (1, 2) == [1, 2] }}",
+        // Concatenation pieces and `x.k == 'lit'` on namespaces, dicts and messages.
+        "{% set ns = namespace(r='user') %}{% set d = {'role': 'user'} %}{% for m in messages %}{{ '<' + ns.r + '|' + d.role + '|' + m.role + '>' }}{% if ns.r == 'user' %}N{% endif %}{% if d.role != 'x' %}D{% endif %}{% if m.role == 'user' %}U{% elif m['role'] != 'system' %}A{% endif %}{{ m.role == 'system' }}{% endfor %}",
+        "{% for m in messages %}{{ '[' + m.content|trim + '|' + m.content.strip() + '|' + m['role'] + ']' }}{% endfor %}",
+        // Root-frame sets, loop frames that do not leak, macros beside them.
+        "{% set r = messages[0] %}{{ '(' + r.role + ')' }}{{ r.role == 'system' }}{% for m in messages %}{% set r = m %}{% set y = 1 %}{% endfor %}{{ r.role }}{{ y is defined }}{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{{ x }}{% endfor %}{{ x }}{% macro f(v) %}{{ v }}{% endmacro %}{{ f(x) }}",
     ];
     let requests = [
         ChatRequest::new(vec![
@@ -392,6 +397,37 @@ fn constructs_render_identically() {
             req.special_tokens.insert("eos_token".into(), Value::Null);
             req.now = DateTime::parse("2025-03-09T14:05:00");
             assert!(check(&tpl, &req, &format!("{src} / request {i}")), "fell back: {src} / request {i}");
+        }
+    }
+}
+
+/// The shortcuts for concatenation pieces and `x.k == 'lit'` meet values they do not handle
+/// (content parts, numbers, missing keys, `null`): the render still agrees with minijinja, on the
+/// fast path or off it.
+#[test]
+fn piece_and_comparison_shortcuts_agree_on_unusual_values() {
+    let templates = [
+        "{% for m in messages %}{{ '<' + m.content|trim + '>' }}{% endfor %}",
+        "{% for m in messages %}{{ '<' + m.content + '>' }}{% endfor %}",
+        "{% for m in messages %}{% if m.content == 'x' %}X{% elif m.content != 'y' %}Y{% endif %}{% endfor %}",
+        "{% for m in messages %}{{ m.content == 'x' }}{{ m.content != 'x' }}{% endfor %}",
+        "{% for m in messages %}{{ '<' + m.nope + '>' }}{% endfor %}",
+    ];
+    let contents = [
+        json!([{"type": "text", "text": " hi "}]),
+        json!(5),
+        json!(2.5),
+        json!(null),
+        json!({"k": "v"}),
+        json!(" x "),
+        json!("x"),
+    ];
+    for src in templates {
+        let tpl = ChatTemplate::new(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert!(tpl.uses_fast_path(), "not on the fast path: {src}");
+        for c in &contents {
+            let req = ChatRequest::new(vec![json!({"role": "user", "content": c})]);
+            check(&tpl, &req, &format!("{src} / content {c}"));
         }
     }
 }

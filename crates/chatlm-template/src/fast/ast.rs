@@ -9,6 +9,9 @@ pub(super) type Sym = u32;
 pub(super) enum Stmt {
     Text(Box<str>),
     Emit(Expr),
+    /// `{{ '<|im_start|>' + message.role + '\n' + message.content|trim }}`: a string concatenation
+    /// as the pieces it writes, in one loop (see [`Piece`]).
+    EmitConcat(Box<[Piece]>),
     If(Vec<(Expr, Vec<Stmt>)>, Vec<Stmt>),
     For(Box<ForLoop>),
     Set(Target, Expr),
@@ -20,6 +23,47 @@ pub(super) enum Stmt {
     Macro(usize),
     /// The body of a `{% generation %}` block, wrapped in the span markers.
     Generation(Vec<Stmt>),
+}
+
+/// A piece of an [`Stmt::EmitConcat`]. The commonest shapes are read in place; each keeps the
+/// expression it came from, which runs through the general path whenever the shortcut does not
+/// apply (a variable that is not a JSON object, a value that is not a string).
+#[derive(Debug)]
+pub(super) enum Piece {
+    Text(Box<str>),
+    /// `x.k` (or `x['k']`) of a variable.
+    Attr(Sym, Box<str>, Expr),
+    /// `x.k|trim` or `x.k.strip()`.
+    AttrTrim(Sym, Box<str>, Expr),
+    Expr(Expr),
+}
+
+impl Piece {
+    pub(super) fn of(e: Expr) -> Piece {
+        let attr = |e: &Expr| match e {
+            Expr::Attr(obj, k) => match **obj {
+                Expr::Var(s) => Some((s, k.clone())),
+                _ => None,
+            },
+            _ => None,
+        };
+        match &e {
+            Expr::Str(s) => Piece::Text(s.as_str().into()),
+            Expr::Attr(..) => match attr(&e) {
+                Some((s, k)) => Piece::Attr(s, k, e),
+                None => Piece::Expr(e),
+            },
+            Expr::Filter(Filter::Trim, x, args) | Expr::Method(Method::Strip, x, args)
+                if args.pos.is_empty() && args.kw.is_empty() =>
+            {
+                match attr(x) {
+                    Some((s, k)) => Piece::AttrTrim(s, k, e),
+                    None => Piece::Expr(e),
+                }
+            }
+            _ => Piece::Expr(e),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -64,6 +108,9 @@ pub(super) enum Expr {
     Not(Box<Expr>),
     Neg(Box<Expr>),
     Bin(BinOp, Box<Expr>, Box<Expr>),
+    /// `x.k == 'lit'` (`.3`: true) or `x.k != 'lit'` for a variable `x`, the commonest condition of
+    /// chat templates (`message.role == 'user'`), compared in the request's JSON in place.
+    AttrEq(Box<(Sym, Box<str>, String)>, bool),
     /// `a + b + ...` where some operand is a string literal: every operand must be a string (the
     /// sum fails otherwise, so the fast path gives up), adjacent literals merged at compile time.
     StrConcat(Vec<Expr>),

@@ -444,7 +444,7 @@ impl<'a> Vm<'a> {
             None if indent.is_some() => (",", ": "),
             None => (", ", ": "),
         };
-        let w = JsonDump { ensure_ascii: flag(ensure_ascii)?, indent, item_sep, key_sep, sort_keys: flag(sort_keys)? };
+        let w = JsonDump::new(flag(ensure_ascii)?, indent.as_deref(), item_sep, key_sep, flag(sort_keys)?);
         let start = out.len();
         w.write(v, 0, out)?;
         self.spend_bytes(out.len() - start)

@@ -40,6 +40,9 @@ pub(super) struct Vm<'a> {
     pub(super) frame: usize,
     /// Where lookups stop (a macro body does not see its caller's variables).
     pub(super) floor: usize,
+    /// How many loop and macro frames are open: at 0, the template's root frame, whose variables
+    /// are the globals' own slots (see [`Vm::set`]).
+    pub(super) scopes: usize,
     /// (index, length) of the enclosing loops, innermost at `depth - 1` (no allocation: deeper
     /// nesting than this is left to minijinja).
     pub(super) loops: [(usize, usize); MAX_LOOPS],
@@ -77,6 +80,7 @@ impl<'a> Vm<'a> {
             locals,
             frame: globals,
             floor: globals,
+            scopes: 0,
             loops: [(0, 0); MAX_LOOPS],
             loop_depth: 0,
             bound: 0,
@@ -124,6 +128,13 @@ impl<'a> Vm<'a> {
 
     #[inline]
     pub(super) fn set(&mut self, s: Sym, v: Value<'a>) {
+        // A `set` outside loops and macros assigns the root frame, which nothing leaves and no macro
+        // reads (the parser keeps such names out of macros): the global slot can simply take the
+        // value, and later reads of the name stay scan-free.
+        if self.scopes == 0 {
+            self.locals[s as usize].1 = v;
+            return;
+        }
         if self.bound & bit(s) != 0 {
             if let Some(slot) = self.locals[self.frame..].iter_mut().rev().find(|(k, _)| *k == s) {
                 slot.1 = v;
@@ -155,6 +166,7 @@ impl<'a> Vm<'a> {
             match stmt {
                 Stmt::Text(t) => out.push_str(t),
                 Stmt::Emit(e) => self.emit(e, out)?,
+                Stmt::EmitConcat(pieces) => self.emit_concat(pieces, out)?,
                 Stmt::If(branches, else_body) => {
                     let mut body = else_body;
                     for (cond, b) in branches {
@@ -262,6 +274,10 @@ impl<'a> Vm<'a> {
                     }
                 }
             }
+            Expr::AttrEq(c, eq) => {
+                self.spend(2 * STEP)?;
+                Ok(self.attr_eq(c)? == *eq)
+            }
             // `if message.role == "user"`: the commonest condition, without a boolean value.
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {
                 self.spend(STEP)?;
@@ -269,6 +285,29 @@ impl<'a> Vm<'a> {
             }
             _ => self.eval(e)?.truthy(),
         }
+    }
+
+    /// `x.k == lit` of an [`Expr::AttrEq`]: in the request's JSON when `x` is an object, else as
+    /// [`Vm::eq_literal`] compares the attribute's value.
+    #[inline(always)]
+    fn attr_eq(&mut self, c: &'a (Sym, Box<str>, String)) -> R<bool> {
+        let (s, key, lit) = c;
+        match self.lookup_ref(*s).attr_eq_str(key, lit) {
+            Some(eq) => eq,
+            None => self.attr_eq_value(c),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn attr_eq_value(&mut self, c: &'a (Sym, Box<str>, String)) -> R<bool> {
+        let (s, key, lit) = c;
+        Ok(match self.lookup_ref(*s).get_attr(key)? {
+            Value::Str(s) => super::value::key_eq(s, lit),
+            Value::String(s) => super::value::key_eq(&s, lit),
+            Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
+            _ => false,
+        })
     }
 
     /// `l == r` where `r` is a string literal.
@@ -292,137 +331,6 @@ impl<'a> Vm<'a> {
         })
     }
 
-    /// `{{ e }}`: string concatenations are written piece by piece instead of being built first.
-    pub(super) fn emit(&mut self, e: &'a Expr, out: &mut String) -> R<()> {
-        match e {
-            Expr::Var(s) => {
-                self.spend(STEP)?;
-                return self.lookup_ref(*s).write_to(out);
-            }
-            Expr::StrConcat(_) | Expr::Filter(Filter::Trim, ..) | Expr::Method(Method::Strip, ..)
-                if self.emit_str(e, out)? =>
-            {
-                return Ok(());
-            }
-            Expr::Bin(BinOp::Add | BinOp::Concat, ..) => {
-                let mark = out.len();
-                if self.emit_str(e, out)? {
-                    return Ok(());
-                }
-                out.truncate(mark);
-            }
-            Expr::CallMacro(s, args) => return self.call_macro(*s, args, out),
-            // `{{ message.content }}`: written from the request's JSON in place.
-            Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
-                let Expr::Var(s) = **obj else { return Err(Bail) };
-                if let Some(done) = self.lookup_ref(s).with_attr(name, |v| v.write_to(out)) {
-                    self.spend(STEP)?;
-                    return done;
-                }
-            }
-            Expr::Filter(Filter::ToJson, x, args) => {
-                let v = self.eval(x)?;
-                return self.tojson_into(&v, args, out);
-            }
-            _ => {}
-        }
-        let v = self.eval(e)?;
-        v.write_to(out)
-    }
-
-    /// Writes `e` if it evaluates to a string; `false` (with `out` partly written) if it does not.
-    pub(super) fn emit_str(&mut self, e: &'a Expr, out: &mut String) -> R<bool> {
-        match e {
-            Expr::Str(s) => {
-                out.push_str(s);
-                Ok(true)
-            }
-            Expr::StrConcat(parts) => {
-                for p in parts {
-                    // Half the parts are literals: copied here rather than through a call.
-                    match p {
-                        Expr::Str(s) => out.push_str(s),
-                        p if !self.emit_str(p, out)? => return Err(Bail),
-                        _ => {}
-                    }
-                }
-                Ok(true)
-            }
-            Expr::Bin(BinOp::Add, l, r) => Ok(self.emit_str(l, out)? && self.emit_str(r, out)?),
-            Expr::Bin(BinOp::Concat, l, r) => Ok(self.emit_display(l, out)? && self.emit_display(r, out)?),
-            Expr::CallMacro(s, args) => self.call_macro(*s, args, out).map(|_| true),
-            Expr::Filter(Filter::ToJson, x, args) => {
-                let v = self.eval(x)?;
-                self.tojson_into(&v, args, out).map(|_| true)
-            }
-            // `x|trim` / `x.strip()` (no arguments) written straight from `x`: no new string.
-            Expr::Filter(Filter::Trim, x, args) | Expr::Method(Method::Strip, x, args)
-                if args.pos.is_empty() && args.kw.is_empty() =>
-            {
-                let v = self.eval(x)?;
-                let Some(text) = v.as_str() else {
-                    // `trim` (not `strip()`) of a list or map: see the filter.
-                    if !matches!(e, Expr::Filter(..)) {
-                        return Err(Bail);
-                    }
-                    let v = self.filter(Filter::Trim, v, args)?;
-                    out.push_str(v.as_str().or_bail()?);
-                    return Ok(true);
-                };
-                self.spend_bytes(text.len())?;
-                out.push_str(super::builtins::strip(text, None, true, true));
-                Ok(true)
-            }
-            Expr::Var(s) => {
-                self.spend(STEP)?;
-                Ok(match self.lookup_ref(*s).as_str() {
-                    Some(text) => {
-                        out.push_str(text);
-                        true
-                    }
-                    None => false,
-                })
-            }
-            // `message.content` in a concatenation: copied from the request's JSON in place.
-            Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
-                let Expr::Var(s) = **obj else { return Err(Bail) };
-                let copy = |v: &Value| Ok(v.as_str().map(|text| out.push_str(text)).is_some());
-                match self.lookup_ref(s).with_attr(name, copy) {
-                    Some(done) => {
-                        self.spend(STEP)?;
-                        done
-                    }
-                    None => self.emit_value(e, out),
-                }
-            }
-            _ => self.emit_value(e, out),
-        }
-    }
-
-    /// Writes `e` if it evaluates to a string; `false` if it does not.
-    fn emit_value(&mut self, e: &'a Expr, out: &mut String) -> R<bool> {
-        match self.eval(e)? {
-            Value::Str(s) => {
-                out.push_str(s);
-                Ok(true)
-            }
-            Value::String(s) => {
-                out.push_str(&s);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    /// One side of `~`: strings, integers and undefined print as minijinja's `Display` does.
-    pub(super) fn emit_display(&mut self, e: &'a Expr, out: &mut String) -> R<bool> {
-        if let Expr::Bin(BinOp::Add | BinOp::Concat, ..) = e {
-            return self.emit_str(e, out);
-        }
-        let v = self.eval(e)?;
-        Ok(super::ops::display(&v, out))
-    }
-
     /// Evaluates an expression. The commonest nodes are handled here, small enough to inline into
     /// callers; the rest in [`Vm::eval_node`].
     #[inline]
@@ -435,6 +343,43 @@ impl<'a> Vm<'a> {
             Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
                 let Expr::Var(s) = **obj else { return Err(Bail) };
                 self.lookup_ref(s).get_attr(name)
+            }
+            Expr::Attr(..) | Expr::Item(..) => self.eval_path(e),
+            _ => self.eval_node(e),
+        }
+    }
+
+    /// `messages[0]['role']`, `message.tool_calls[0].function`: attributes and integer indexes
+    /// after a variable, each step taken on the previous one's value here rather than through
+    /// [`Vm::eval_node`], whose general frame costs more than the step.
+    #[inline(never)]
+    fn eval_path(&mut self, e: &'a Expr) -> R<Value<'a>> {
+        match e {
+            Expr::Attr(obj, name) => match &**obj {
+                Expr::Var(s) => self.lookup_ref(*s).get_attr(name),
+                obj @ (Expr::Attr(..) | Expr::Item(..)) => {
+                    self.spend(STEP)?;
+                    self.eval_path(obj)?.get_attr(name)
+                }
+                obj => self.eval(obj)?.get_attr(name),
+            },
+            Expr::Item(obj, key) if matches!(**key, Expr::Int(_)) => {
+                let Expr::Int(i) = **key else { return Err(Bail) };
+                // `get_item` with an integer: an index of a sequence (maps bail either way).
+                let at = |v: &Value<'a>| if v.is_seq() { v.index(i) } else { Err(Bail) };
+                self.spend(STEP)?;
+                match &**obj {
+                    Expr::Var(s) => at(self.lookup_ref(*s)),
+                    obj @ (Expr::Attr(..) | Expr::Item(..)) => at(&self.eval_path(obj)?),
+                    obj => at(&self.eval(obj)?),
+                }
+            }
+            // `table[x.k]` (a lookup table in a macro): the map is read in place, not copied out.
+            Expr::Item(obj, key) if matches!(**obj, Expr::Var(_)) => {
+                let Expr::Var(s) = **obj else { return Err(Bail) };
+                let key = self.eval(key)?;
+                self.spend(STEP)?;
+                self.lookup_ref(s).get_item(&key)
             }
             _ => self.eval_node(e),
         }
@@ -535,6 +480,10 @@ impl<'a> Vm<'a> {
                     self.eval(r)?
                 }
             }
+            Expr::AttrEq(c, eq) => {
+                self.spend(STEP)?;
+                Value::bool(self.attr_eq(c)? == *eq)
+            }
             // `x == "literal"`, the most common comparison, without building the literal.
             Expr::Bin(op @ (BinOp::Eq | BinOp::Ne), l, r) if matches!(**r, Expr::Str(_)) => {
                 Value::bool(self.eq_literal(l, r)? == (*op == BinOp::Eq))
@@ -585,7 +534,7 @@ impl<'a> Vm<'a> {
 
 /// A name's bit in [`Vm::bound`].
 #[inline]
-fn bit(s: Sym) -> u64 {
+pub(super) fn bit(s: Sym) -> u64 {
     1 << (s % 64)
 }
 

@@ -72,7 +72,14 @@ impl Parser<'_> {
             _ => return Some(left),
         };
         self.pos += 1;
-        let e = Expr::Bin(op, Box::new(left), Box::new(self.math1()?));
+        let right = self.math1()?;
+        let e = match (op, left, right) {
+            (BinOp::Eq | BinOp::Ne, Expr::Attr(obj, key), Expr::Str(lit)) if matches!(*obj, Expr::Var(_)) => {
+                let Expr::Var(s) = *obj else { return None };
+                Expr::AttrEq(Box::new((s, key, lit)), op == BinOp::Eq)
+            }
+            (op, left, right) => Expr::Bin(op, Box::new(left), Box::new(right)),
+        };
         // Chained comparisons are left to minijinja.
         if matches!(self.peek(), Some(Tok::Op("==" | "!=" | "<" | "<=" | ">" | ">=") | Tok::Ident("in" | "not"))) {
             return None;

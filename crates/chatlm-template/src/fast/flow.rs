@@ -38,7 +38,7 @@ impl<'a> Vm<'a> {
                 (LoopItems::pairs(map)?, len)
             }
             (None, None) => {
-                let v = self.eval(&f.iter)?;
+                let v = self.iterable(&f.iter)?;
                 match v {
                     Value::Arr(a) => (LoopItems::Arr(a.iter()), a.len()),
                     Value::Msgs(a) => (LoopItems::Msgs(a.iter()), a.len()),
@@ -62,6 +62,7 @@ impl<'a> Vm<'a> {
         self.spend(len as i64 * ITEM)?;
         let (saved_frame, base) = (self.frame, self.locals.len());
         self.frame = base;
+        self.scopes += 1;
         if self.loop_depth == MAX_LOOPS {
             return Err(Bail);
         }
@@ -69,6 +70,18 @@ impl<'a> Vm<'a> {
         self.loops[level] = (0, len);
         self.loop_depth += 1;
         let mut i = 0;
+        // The commonest loop, `for message in messages`, binds each message to the frame's one slot
+        // directly (no pair to build and take apart per item).
+        if let (LoopItems::Msgs(msgs), Target::Name(s)) = (&mut items, &f.target) {
+            self.push_local(*s, Value::Undefined);
+            for m in msgs {
+                self.spend(STEP)?;
+                self.loops[level].0 = i;
+                self.locals[base].1 = from_json(m, true)?;
+                self.exec(&f.body, out)?;
+                i += 1;
+            }
+        }
         while let Some((a, b)) = items.next()? {
             self.spend(STEP)?;
             self.loops[level].0 = i;
@@ -88,10 +101,26 @@ impl<'a> Vm<'a> {
         self.loop_depth -= 1;
         self.locals.truncate(base);
         self.frame = saved_frame;
+        self.scopes -= 1;
         if len == 0 {
             self.exec(&f.else_body, out)?;
         }
         Ok(())
+    }
+
+    /// A loop's iterable: `(x)|_it` (every loop's, see `crate::forloop`) checked here rather than
+    /// through the general filter call, which costs more than the rest of a short loop.
+    fn iterable(&mut self, e: &'a Expr) -> R<Value<'a>> {
+        if let Expr::Filter(Filter::NotNone, inner, args) = e {
+            if args.pos.is_empty() && args.kw.is_empty() {
+                self.spend(super::eval::STEP)?;
+                return match self.eval(inner)? {
+                    Value::None => Err(Bail),
+                    v => Ok(v),
+                };
+            }
+        }
+        self.eval(e)
     }
 
     /// For `for k, v in m|items` (or `m.items()`), the map expression: its pairs are visited
@@ -120,6 +149,7 @@ impl<'a> Vm<'a> {
         self.spend(items.len() as i64 * ITEM)?;
         let (saved_frame, base) = (self.frame, self.locals.len());
         self.frame = base;
+        self.scopes += 1;
         let mut kept = Vec::with_capacity(items.len());
         if let Some(cond) = &f.filter {
             for item in items {
@@ -131,12 +161,15 @@ impl<'a> Vm<'a> {
         }
         self.locals.truncate(base);
         self.frame = saved_frame;
+        self.scopes -= 1;
         Ok(kept)
     }
 
     pub(super) fn call_macro(&mut self, s: Sym, args: &'a Args, out: &mut String) -> R<()> {
         let id = self.prog.macro_of_sym[s as usize].or_bail()?;
-        if self.macro_defined & (1 << id) == 0 || self.locals[self.floor..].iter().any(|(k, _)| *k == s) {
+        // (A local of the macro's name shadows it: minijinja's business. Only a bound name can be one.)
+        let shadowed = self.bound & super::eval::bit(s) != 0 && self.locals[self.floor..].iter().any(|(k, _)| *k == s);
+        if self.macro_defined & (1 << id) == 0 || shadowed {
             return Err(Bail);
         }
         let m = &self.prog.macros[id];
@@ -186,7 +219,9 @@ impl<'a> Vm<'a> {
         }
         let saved = (self.frame, self.floor);
         (self.frame, self.floor) = (base, base);
+        self.scopes += 1;
         self.exec(&m.body, out)?;
+        self.scopes -= 1;
         self.locals.truncate(base);
         (self.frame, self.floor) = saved;
         self.depth -= 1;

@@ -2,28 +2,56 @@
 //! The request's JSON (tool schemas, arguments, messages) is written straight from its
 //! `serde_json` form, without making a template value of every node on the way.
 
-use std::fmt::Write;
-
 use serde_json::{Map, Value as Json};
 
 use super::value::{from_json, Bail, OrBail, Value, R};
-use crate::pyfmt::{json_str, py_float};
+use crate::pyfmt::{json_str, push_int, py_float};
 
 /// `json.dumps` options, as [`crate::pyfmt::JsonOptions`] (the separators borrowed).
 pub(super) struct JsonDump<'o> {
-    pub ensure_ascii: bool,
-    pub indent: Option<String>,
-    pub item_sep: &'o str,
-    pub key_sep: &'o str,
-    pub sort_keys: bool,
+    ensure_ascii: bool,
+    /// With an indent: a line break followed by the indent [`NEWLINE_LEVELS`] times, so that the
+    /// break before an item at one of those levels is one copy of a prefix of it.
+    newline: Option<String>,
+    indent_len: usize,
+    item_sep: &'o str,
+    key_sep: &'o str,
+    sort_keys: bool,
 }
 
-impl JsonDump<'_> {
+/// Nesting levels whose line breaks are prepared (tool schemas rarely nest deeper).
+const NEWLINE_LEVELS: usize = 8;
+
+impl<'o> JsonDump<'o> {
+    pub(super) fn new(ensure_ascii: bool, indent: Option<&str>, item_sep: &'o str, key_sep: &'o str, sort_keys: bool) -> Self {
+        let newline = indent.map(|indent| {
+            let mut nl = String::with_capacity(1 + NEWLINE_LEVELS * indent.len());
+            nl.push('\n');
+            for _ in 0..NEWLINE_LEVELS {
+                nl.push_str(indent);
+            }
+            nl
+        });
+        let indent_len = indent.map_or(0, str::len);
+        JsonDump { ensure_ascii, newline, indent_len, item_sep, key_sep, sort_keys }
+    }
+
+    /// The line break and indent before an item at `level`, if indenting. (The check is inlined
+    /// into every caller: most dumps do not indent, and a call per item was a visible cost.)
+    #[inline(always)]
     fn newline(&self, level: usize, out: &mut String) {
-        if let Some(indent) = &self.indent {
-            out.push('\n');
-            for _ in 0..level {
-                out.push_str(indent);
+        if let Some(nl) = &self.newline {
+            self.line_break(nl, level, out);
+        }
+    }
+
+    fn line_break(&self, nl: &str, level: usize, out: &mut String) {
+        if level <= NEWLINE_LEVELS {
+            out.push_str(&nl[..1 + level * self.indent_len]);
+        } else {
+            out.push_str(nl);
+            for _ in NEWLINE_LEVELS..level {
+                out.push_str(&nl[1..1 + self.indent_len]);
             }
         }
     }
@@ -35,17 +63,13 @@ impl JsonDump<'_> {
             Value::Msgs(a) => return self.write_seq(a.iter().map(|j| (*j, true)), level, out),
             Value::Obj(o) if !self.sort_keys => return self.write_map(o, false, level, out),
             Value::Msg(o) if !self.sort_keys => return self.write_map(o, true, level, out),
-            _ => {}
-        }
-        match v {
             Value::None => out.push_str("null"),
             Value::Bool(b) => out.push_str(if b.get() { "true" } else { "false" }),
-            Value::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
+            Value::Int(i) => push_int(*i, out),
             Value::Float(f) => out.push_str(&py_float(f.get(), true)),
-            Value::Str(_) | Value::String(_) => json_str(v.as_str().unwrap_or_default(), self.ensure_ascii, out),
-            Value::Arr(_) | Value::Msgs(_) | Value::List(_) | Value::Tuple(_) => {
+            Value::Str(s) => json_str(s, self.ensure_ascii, out),
+            Value::String(s) => json_str(s, self.ensure_ascii, out),
+            Value::List(_) | Value::Tuple(_) => {
                 out.push('[');
                 let mut first = true;
                 v.for_each_item(|item| {
@@ -60,7 +84,7 @@ impl JsonDump<'_> {
                 }
                 out.push(']');
             }
-            Value::Obj(_) | Value::Msg(_) | Value::Dict(_) if !self.sort_keys => {
+            Value::Dict(_) if !self.sort_keys => {
                 out.push('{');
                 let mut first = true;
                 v.for_each_pair(|k, item| {
@@ -113,12 +137,31 @@ impl JsonDump<'_> {
             Json::Null => out.push_str("null"),
             Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Json::String(s) => json_str(s, self.ensure_ascii, out),
+            Json::Number(n) => match n.as_i64() {
+                Some(i) => push_int(i, out),
+                // As `from_json` reads them: other floats, and integers beyond i64 hand over.
+                None if n.is_f64() => out.push_str(&py_float(n.as_f64().or_bail()?, true)),
+                None => return Err(Bail),
+            },
             Json::Array(a) => return self.write_seq(a.iter().map(|j| (j, false)), level, out),
             Json::Object(o) if !self.sort_keys => return self.write_map(o, hide_null, level, out),
-            // Numbers and sorted maps as template values: the one conversion used everywhere.
+            // Sorted maps as template values: the one conversion used everywhere.
             _ => return self.write(&from_json(j, hide_null)?, level, out),
         }
         Ok(())
+    }
+
+    /// An item of a request array or object: strings, most of a schema's values, are written
+    /// here rather than through a call of [`JsonDump::write_json`] each.
+    #[inline(always)]
+    fn write_item(&self, j: &Json, hide_null: bool, level: usize, out: &mut String) -> R<()> {
+        match j {
+            Json::String(s) => {
+                json_str(s, self.ensure_ascii, out);
+                Ok(())
+            }
+            _ => self.write_json(j, hide_null, level, out),
+        }
     }
 
     fn write_seq<'j>(&self, items: impl Iterator<Item = (&'j Json, bool)>, level: usize, out: &mut String) -> R<()> {
@@ -129,7 +172,7 @@ impl JsonDump<'_> {
                 out.push_str(self.item_sep);
             }
             self.newline(level + 1, out);
-            self.write_json(item, hide_null, level + 1, out)?;
+            self.write_item(item, hide_null, level + 1, out)?;
         }
         if !first {
             self.newline(level, out);
@@ -148,7 +191,7 @@ impl JsonDump<'_> {
             self.newline(level + 1, out);
             json_str(k, self.ensure_ascii, out);
             out.push_str(self.key_sep);
-            self.write_json(item, false, level + 1, out)?;
+            self.write_item(item, false, level + 1, out)?;
         }
         if !first {
             self.newline(level, out);

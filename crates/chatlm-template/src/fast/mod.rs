@@ -19,6 +19,7 @@
 
 mod ast;
 mod builtins;
+mod emit;
 mod eval;
 mod expr;
 mod flow;
@@ -98,18 +99,17 @@ impl Program {
                 globals[s].1 = from_json(v, false).ok()?;
             }
         }
+        // Each written in place (an array of the four, looped over, is moved around twice).
         let [msgs, tools, docs, agp] = self.fixed;
-        let fixed = [
-            (msgs, Value::Msgs(&messages)),
-            (tools, req.tools.as_ref().map_or(Value::None, Value::Arr)),
-            (docs, req.documents.as_ref().map_or(Value::None, Value::Arr)),
-            (agp, Value::bool(req.add_generation_prompt)),
-        ];
-        for (s, v) in fixed {
+        let mut set = |s: Option<Sym>, v| {
             if let Some(s) = s {
                 globals[s as usize].1 = v;
             }
-        }
+        };
+        set(msgs, Value::Msgs(&messages));
+        set(tools, req.tools.as_ref().map_or(Value::None, Value::Arr));
+        set(docs, req.documents.as_ref().map_or(Value::None, Value::Arr));
+        set(agp, Value::bool(req.add_generation_prompt));
         let mut vm = eval::Vm::new(self, globals, limits.fuel, limits.recursion, limits.max_output_bytes);
         vm.now = req.now;
         let hint = self.size_hint.load(Ordering::Relaxed);
@@ -126,6 +126,11 @@ impl Program {
     #[inline]
     fn find_name(&self, name: &str) -> Option<Sym> {
         let key = name_key(name);
+        // Most of a request's variables (`pad_token`, `unk_token`, ...) are not the template's: a
+        // pass over the keys without an early exit (vectorised) rules them out before the scan.
+        if !self.name_keys.iter().fold(false, |hit, &k| hit | (k == key)) {
+            return None;
+        }
         let mut at = 0;
         while let Some(i) = self.name_keys[at..].iter().position(|&k| k == key) {
             let (n, s) = &self.by_name[at + i];
@@ -142,15 +147,13 @@ impl Program {
     }
 }
 
-/// A name's length and first seven bytes in one word: distinct for almost all pairs of names, so
-/// finding one among the template's names is a scan of words.
+/// A name's length and its first, middle and last bytes in one word: distinct for almost all pairs
+/// of names, so finding one among the template's names is a scan of words. (Three loads: copying
+/// a prefix of the name into a word costs a call to `memcpy`.)
 fn name_key(name: &str) -> u64 {
     let b = name.as_bytes();
-    let mut w = [0u8; 8];
-    let n = b.len().min(7);
-    w[0] = b.len() as u8;
-    w[1..1 + n].copy_from_slice(&b[..n]);
-    u64::from_le_bytes(w)
+    let byte = |i: usize| b.get(i).map_or(0, |&c| u64::from(c));
+    b.len() as u64 | byte(0) << 40 | byte(b.len() / 2) << 48 | byte(b.len().wrapping_sub(1)) << 56
 }
 
 #[cfg(test)]
@@ -180,6 +183,19 @@ mod tests {
         );
         assert_eq!(render("{{ messages[0]|tojson }}", msgs.clone()).unwrap(), r#"{"role": "user", "content": " hi "}"#);
         assert_eq!(render("{{ 'x' in messages[0] }}{{ 'role' in messages[0] }}", msgs.clone()).unwrap(), "FalseTrue");
+    }
+
+    #[test]
+    fn request_variables_reach_their_names_when_keys_collide() {
+        // `abcxe` and `abcye` have the same key (length, first, middle and last bytes).
+        assert_eq!(name_key("abcxe"), name_key("abcye"));
+        let prog = compile("{{ abcxe }}{{ abcye }}{{ x }}{{ bos_token }}").unwrap();
+        let mut req = ChatRequest::new(vec![]);
+        for (k, v) in [("abcye", "2"), ("", "e"), ("abcxe", "1"), ("x", "3"), ("abcze", "z"), ("pad_token", "p")] {
+            req.kwargs.insert(k.to_string(), Json::String(v.to_string()));
+        }
+        req.set_special_token("bos_token", "<s>");
+        assert_eq!(prog.render(&req, &[], &Limits::default()).unwrap().0, "123<s>");
     }
 
     #[test]

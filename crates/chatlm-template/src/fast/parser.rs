@@ -190,6 +190,10 @@ impl<'s> Parser<'s> {
                     match self.expr()? {
                         // `{{- 'literal' }}` is text: written without evaluating anything.
                         Expr::Str(s) => push_text(&mut out, &mut pieces, &s),
+                        Expr::StrConcat(parts) => {
+                            out.push(Stmt::EmitConcat(parts.into_iter().map(Piece::of).collect()));
+                            pieces = 0;
+                        }
                         e => {
                             out.push(Stmt::Emit(e));
                             pieces = 0;

@@ -5,12 +5,11 @@
 //! values, or gives up with [`Bail`] when the case is unusual enough not to be worth reproducing.
 
 use std::cell::RefCell;
-use std::fmt::Write;
 use std::rc::Rc;
 
 use serde_json::{Map, Value as Json};
 
-use crate::pyfmt::{py_float, repr_str};
+use crate::pyfmt::{push_int, py_float, repr_str};
 
 /// "Render this with minijinja instead": the fast path met something it does not vouch for.
 #[derive(Debug)]
@@ -135,6 +134,7 @@ pub(super) fn key_eq(a: &str, b: &str) -> bool {
     }
 }
 
+#[inline]
 fn obj_get<'a>(o: &'a Map<String, Json>, hide_null: bool, key: &str) -> Option<&'a Json> {
     let v = if o.len() <= SCAN { o.iter().find(|(k, _)| key_eq(k, key)).map(|(_, v)| v) } else { o.get(key) };
     v.filter(|v| !(hide_null && v.is_null()))
@@ -376,39 +376,95 @@ impl<'a> Value<'a> {
             Value::Undefined => {}
             Value::None => out.push_str("None"),
             Value::Bool(b) => out.push_str(if b.get() { "True" } else { "False" }),
-            Value::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
+            Value::Int(i) => push_int(*i, out),
             Value::Float(f) => out.push_str(&py_float(f.get(), false)),
-            Value::Str(_) | Value::String(_) => repr_str(self.as_str().unwrap_or_default(), out),
-            Value::Arr(_) | Value::Msgs(_) | Value::List(_) | Value::Tuple(_) => {
+            Value::Str(s) => repr_str(s, out),
+            Value::String(s) => repr_str(s, out),
+            Value::Arr(a) => repr_seq(a.iter().map(|j| (j, false)), out)?,
+            Value::Msgs(a) => repr_seq(a.iter().map(|j| (*j, true)), out)?,
+            Value::Obj(o) => repr_map(o, false, out)?,
+            Value::Msg(o) => repr_map(o, true, out)?,
+            Value::List(l) | Value::Tuple(l) => {
                 out.push('[');
-                let mut first = true;
-                self.for_each_item(|item| {
-                    if !std::mem::take(&mut first) {
+                for (i, item) in l.iter().enumerate() {
+                    if i > 0 {
                         out.push_str(", ");
                     }
-                    item.repr(out)
-                })?;
+                    item.repr(out)?;
+                }
                 out.push(']');
             }
-            Value::Obj(_) | Value::Msg(_) | Value::Dict(_) => {
+            Value::Dict(d) => {
                 out.push('{');
-                let mut first = true;
-                self.for_each_pair(|k, v| {
-                    if !std::mem::take(&mut first) {
+                for (i, (k, v)) in d.iter().enumerate() {
+                    if i > 0 {
                         out.push_str(", ");
                     }
-                    repr_str(k, out);
+                    repr_str(k.as_str().or_bail()?, out);
                     out.push_str(": ");
-                    v.repr(out)
-                })?;
+                    v.repr(out)?;
+                }
                 out.push('}');
             }
             Value::Ns(_) | Value::Func => return Err(Bail),
         }
         Ok(())
     }
+}
+
+/// `repr()` of a JSON value of the request, as [`Value::repr`] writes the value [`from_json`] makes
+/// of it (`hide_null`: a message), but walked directly: printing a message or a tool call this way
+/// saves a conversion and a closure call per node.
+fn repr_json(j: &Json, hide_null: bool, out: &mut String) -> R<()> {
+    match j {
+        Json::Null => out.push_str("None"),
+        Json::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
+        Json::String(s) => repr_str(s, out),
+        Json::Array(a) => repr_seq(a.iter().map(|j| (j, false)), out)?,
+        Json::Object(o) => repr_map(o, hide_null, out)?,
+        Json::Number(_) => from_json(j, false)?.repr(out)?,
+    }
+    Ok(())
+}
+
+/// An item of a request array or object: strings are written here rather than through a call of
+/// [`repr_json`] each.
+#[inline(always)]
+fn repr_item(j: &Json, hide_null: bool, out: &mut String) -> R<()> {
+    match j {
+        Json::String(s) => {
+            repr_str(s, out);
+            Ok(())
+        }
+        _ => repr_json(j, hide_null, out),
+    }
+}
+
+fn repr_seq<'j>(items: impl Iterator<Item = (&'j Json, bool)>, out: &mut String) -> R<()> {
+    out.push('[');
+    for (i, (item, hide_null)) in items.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        repr_item(item, hide_null, out)?;
+    }
+    out.push(']');
+    Ok(())
+}
+
+fn repr_map(o: &Map<String, Json>, hide_null: bool, out: &mut String) -> R<()> {
+    out.push('{');
+    let mut first = true;
+    for (k, v) in o.iter().filter(|(_, v)| !(hide_null && v.is_null())) {
+        if !std::mem::take(&mut first) {
+            out.push_str(", ");
+        }
+        repr_str(k, out);
+        out.push_str(": ");
+        repr_item(v, false, out)?;
+    }
+    out.push('}');
+    Ok(())
 }
 
 #[cfg(test)]
