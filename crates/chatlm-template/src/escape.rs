@@ -102,7 +102,7 @@ fn first_hit(bytes: &[u8], from: usize, hits: impl Fn(u64) -> u64) -> usize {
         return match h {
             0 => n,
             h if lane(h) < 4 => i + lane(h),
-            h => n - 8 + lane(h),
+            h => n + lane(h) - 8,
         };
     }
     let mid = i + rest / 2;

@@ -421,6 +421,12 @@ impl<'a> Vm<'a> {
 
     /// `tojson`, appended to `out` (charged for what it writes).
     pub(super) fn tojson_into(&mut self, v: &Value<'a>, args: &'a Args, out: &mut String) -> R<()> {
+        // `x|tojson`, by far the commonest call: the default options, no arguments to match.
+        if args.pos.is_empty() && args.kw.is_empty() {
+            let start = out.len();
+            JsonDump::new(false, None, ", ", ": ", false).write(v, 0, out)?;
+            return self.spend_bytes(out.len() - start);
+        }
         let [ensure_ascii, indent, separators, sort_keys] =
             self.bind_args(args, ["ensure_ascii", "indent", "separators", "sort_keys"])?;
         let flag = |x: Option<Value<'a>>| x.map_or(Ok(false), |x| x.truthy());
