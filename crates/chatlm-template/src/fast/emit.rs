@@ -53,19 +53,15 @@ impl<'a> Vm<'a> {
                     out.push_str(t);
                     continue;
                 }
-                Piece::Attr(s, k, e) => {
-                    let copy = |v: &Value| Ok(v.as_str().map(|text| out.push_str(text)).is_some());
-                    match self.lookup_ref(*s).with_attr(k, copy) {
-                        Some(done) => {
-                            self.spend(STEP)?;
-                            if done? {
-                                continue;
-                            }
-                            return Err(Bail);
+                Piece::Attr(s, k, e) => match self.copy_attr(*s, k, out) {
+                    Some(done) => {
+                        if done? {
+                            continue;
                         }
-                        None => e,
+                        return Err(Bail);
                     }
-                }
+                    None => e,
+                },
                 Piece::AttrTrim(s, k, e) => {
                     // A JSON string is borrowed from the request, so it outlives the lookup.
                     let text = |v: &Value<'a>| Ok(match *v {
@@ -154,17 +150,22 @@ impl<'a> Vm<'a> {
             // `message.content` in a concatenation: copied from the request's JSON in place.
             Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
                 let Expr::Var(s) = **obj else { return Err(Bail) };
-                let copy = |v: &Value| Ok(v.as_str().map(|text| out.push_str(text)).is_some());
-                match self.lookup_ref(s).with_attr(name, copy) {
-                    Some(done) => {
-                        self.spend(STEP)?;
-                        done
-                    }
+                match self.copy_attr(s, name, out) {
+                    Some(done) => done,
                     None => self.emit_value(e, out),
                 }
             }
             _ => self.emit_value(e, out),
         }
+    }
+
+    /// `x.k` of a JSON object copied from the request in place: whether it was a string (`None`:
+    /// `x` is not a JSON object, ask the general path).
+    #[inline(always)]
+    fn copy_attr(&mut self, s: Sym, k: &str, out: &mut String) -> Option<R<bool>> {
+        let copy = |v: &Value| Ok(v.as_str().map(|text| out.push_str(text)).is_some());
+        let done = self.lookup_ref(s).with_attr(k, copy)?;
+        Some(self.spend(STEP).and(done))
     }
 
     /// Writes `e` if it evaluates to a string; `false` if it does not.

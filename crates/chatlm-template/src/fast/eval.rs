@@ -302,12 +302,7 @@ impl<'a> Vm<'a> {
     #[inline(never)]
     fn attr_eq_value(&mut self, c: &'a (Sym, Box<str>, String)) -> R<bool> {
         let (s, key, lit) = c;
-        Ok(match self.lookup_ref(*s).get_attr(key)? {
-            Value::Str(s) => super::value::key_eq(s, lit),
-            Value::String(s) => super::value::key_eq(&s, lit),
-            Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
-            _ => false,
-        })
+        str_eq(&self.lookup_ref(*s).get_attr(key)?, lit)
     }
 
     /// `l == r` where `r` is a string literal.
@@ -323,12 +318,7 @@ impl<'a> Vm<'a> {
                 }
             }
         }
-        Ok(match self.eval(l)? {
-            Value::Str(s) => super::value::key_eq(s, lit),
-            Value::String(s) => super::value::key_eq(&s, lit),
-            Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
-            _ => false,
-        })
+        str_eq(&self.eval(l)?, lit)
     }
 
     /// Evaluates an expression. The commonest nodes are handled here, small enough to inline into
@@ -530,6 +520,17 @@ impl<'a> Vm<'a> {
             }
         })
     }
+}
+
+/// `v == lit` for a string literal: text compares, undefined is minijinja's to report (or not),
+/// every other value is unequal.
+fn str_eq(v: &Value<'_>, lit: &str) -> R<bool> {
+    Ok(match v {
+        Value::Str(s) => super::value::key_eq(s, lit),
+        Value::String(s) => super::value::key_eq(s, lit),
+        Value::Undefined | Value::Ns(_) | Value::Func => return Err(Bail),
+        _ => false,
+    })
 }
 
 /// A name's bit in [`Vm::bound`].
