@@ -163,9 +163,14 @@ impl<'a> Vm<'a> {
     /// `x` is not a JSON object, ask the general path).
     #[inline(always)]
     fn copy_attr(&mut self, s: Sym, k: &str, out: &mut String) -> Option<R<bool>> {
-        let copy = |v: &Value| Ok(v.as_str().map(|text| out.push_str(text)).is_some());
-        let done = self.lookup_ref(s).with_attr(k, copy)?;
-        Some(self.spend(STEP).and(done))
+        let copied = match self.lookup_ref(s).attr_json(k)? {
+            Some(serde_json::Value::String(text)) => {
+                out.push_str(text);
+                true
+            }
+            _ => false,
+        };
+        Some(self.spend(STEP).map(|()| copied))
     }
 
     /// Writes `e` if it evaluates to a string; `false` if it does not.

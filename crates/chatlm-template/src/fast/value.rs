@@ -231,11 +231,20 @@ impl<'a> Value<'a> {
     /// `self.name` of a JSON object, read in place for `f` (`None`: not a JSON object).
     #[inline]
     pub(super) fn with_attr<T>(&self, name: &str, f: impl FnOnce(&Value<'a>) -> R<T>) -> Option<R<T>> {
-        let (Value::Obj(o) | Value::Msg(o)) = self else { return None };
-        Some(match obj_get(o, matches!(self, Value::Msg(_)), name) {
+        Some(match self.attr_json(name)? {
+            // Strings, most attributes, without the general conversion (and the drop of its result).
+            Some(Json::String(s)) => f(&Value::Str(s)),
             Some(j) => from_json(j, false).and_then(|v| f(&v)),
             None => f(&Value::Undefined),
         })
+    }
+
+    /// `self.name` of a JSON object as it is in the request: `None` when `self` is not a JSON
+    /// object, `Some(None)` when the key is missing (or hidden: `null` in a message).
+    #[inline(always)]
+    pub(super) fn attr_json(&self, name: &str) -> Option<Option<&'a Json>> {
+        let (Value::Obj(o) | Value::Msg(o)) = self else { return None };
+        Some(obj_get(o, matches!(self, Value::Msg(_)), name))
     }
 
     /// Item `i` of a sequence, negative from the end; out of range is undefined.
