@@ -158,7 +158,8 @@ impl<'a> Vm<'a> {
     }
 
     pub(super) fn exec(&mut self, stmts: &'a [Stmt], out: &mut String) -> R<()> {
-        for stmt in stmts {
+        let mut stmts = stmts.iter();
+        while let Some(stmt) = stmts.next() {
             self.spend(STEP)?;
             if out.len() > self.max_out {
                 return Err(Bail);
@@ -175,7 +176,14 @@ impl<'a> Vm<'a> {
                             break;
                         }
                     }
-                    self.exec(body, out)?;
+                    // An `if` ending its block (a loop body's `if`/`elif` chain, the final
+                    // `add_generation_prompt` test) runs its branch in this loop: a call per
+                    // branch taken costs more than a short branch.
+                    if stmts.as_slice().is_empty() {
+                        stmts = body.iter();
+                    } else {
+                        self.exec(body, out)?;
+                    }
                 }
                 Stmt::For(f) => self.for_loop(f, out)?,
                 Stmt::Set(t, e) => {
