@@ -291,6 +291,23 @@ impl<'a> Vm<'a> {
                 self.spend(STEP)?;
                 Ok(self.eq_literal(l, r)? == (*op == BinOp::Eq))
             }
+            // `loop.index0 % 2 == 0`, `messages|length > 1`: integers compared without a
+            // boolean value or the general operator call.
+            Expr::Bin(op @ (BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge), l, r) => {
+                self.spend(STEP)?;
+                let (l, r) = (self.eval(l)?, self.eval(r)?);
+                match (&l, &r) {
+                    (Value::Int(a), Value::Int(b)) => Ok(match op {
+                        BinOp::Eq => a == b,
+                        BinOp::Ne => a != b,
+                        BinOp::Lt => a < b,
+                        BinOp::Le => a <= b,
+                        BinOp::Gt => a > b,
+                        _ => a >= b,
+                    }),
+                    _ => self.binop(*op, l, r)?.truthy(),
+                }
+            }
             _ => self.eval(e)?.truthy(),
         }
     }
@@ -336,6 +353,7 @@ impl<'a> Vm<'a> {
         self.spend(STEP)?;
         match e {
             Expr::Str(s) => Ok(Value::Str(s)),
+            Expr::Int(i) => Ok(Value::Int(*i)),
             Expr::Var(s) => Ok(self.lookup(*s)),
             // `name.attr` (`message.role`...) reads the variable in place.
             Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
