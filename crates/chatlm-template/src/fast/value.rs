@@ -134,7 +134,7 @@ pub(super) fn key_eq(a: &str, b: &str) -> bool {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn obj_get<'a>(o: &'a Map<String, Json>, hide_null: bool, key: &str) -> Option<&'a Json> {
     let v = if o.len() <= SCAN { o.iter().find(|(k, _)| key_eq(k, key)).map(|(_, v)| v) } else { o.get(key) };
     v.filter(|v| !(hide_null && v.is_null()))
