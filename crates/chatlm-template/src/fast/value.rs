@@ -216,7 +216,7 @@ impl<'a> Value<'a> {
 
     /// `self.name == lit` for a JSON object, as [`Value::get_attr`] then a comparison would say,
     /// without building the attribute's value (`None`: not a JSON object, ask the general path).
-    #[inline]
+    #[inline(always)]
     pub(super) fn attr_eq_str(&self, name: &str, lit: &str) -> Option<R<bool>> {
         let (Value::Obj(o) | Value::Msg(o)) = self else { return None };
         Some(match obj_get(o, matches!(self, Value::Msg(_)), name) {
