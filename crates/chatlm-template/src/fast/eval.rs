@@ -96,6 +96,18 @@ impl<'a> Vm<'a> {
         }
     }
 
+    /// Gives up once the output passed its limit. Checked where output can repeat (each loop
+    /// item, each macro call): without them a template writes at most its own size plus the
+    /// values it prints, which fuel bounds.
+    #[inline]
+    pub(super) fn check_output(&self, out: &str) -> R<()> {
+        if out.len() > self.max_out {
+            Err(Bail)
+        } else {
+            Ok(())
+        }
+    }
+
     pub(super) fn spend(&mut self, units: i64) -> R<()> {
         self.fuel -= units;
         if self.fuel < 0 {
@@ -161,9 +173,6 @@ impl<'a> Vm<'a> {
         let mut stmts = stmts.iter();
         while let Some(stmt) = stmts.next() {
             self.spend(STEP)?;
-            if out.len() > self.max_out {
-                return Err(Bail);
-            }
             match stmt {
                 Stmt::Text(t) => out.push_str(t),
                 Stmt::Emit(e) => self.emit(e, out)?,
@@ -171,7 +180,15 @@ impl<'a> Vm<'a> {
                 Stmt::If(branches, else_body) => {
                     let mut body = else_body;
                     for (cond, b) in branches {
-                        if self.truthy(cond)? {
+                        // `message.role == 'user'`, most branches' condition, without a call.
+                        let holds = match cond {
+                            Expr::AttrEq(c, eq) => {
+                                self.spend(2 * STEP)?;
+                                self.attr_eq(c)? == *eq
+                            }
+                            cond => self.truthy(cond)?,
+                        };
+                        if holds {
                             body = b;
                             break;
                         }

@@ -76,6 +76,7 @@ impl<'a> Vm<'a> {
             self.push_local(*s, Value::Undefined);
             for m in msgs {
                 self.spend(STEP)?;
+                self.check_output(out)?;
                 self.loops[level].0 = i;
                 self.locals[base].1 = from_json(m, true)?;
                 self.exec(&f.body, out)?;
@@ -84,6 +85,7 @@ impl<'a> Vm<'a> {
         }
         while let Some((a, b)) = items.next()? {
             self.spend(STEP)?;
+            self.check_output(out)?;
             self.loops[level].0 = i;
             match (b, &f.target) {
                 // After the first item the variable's slot is the frame's first (see `set`).
@@ -166,6 +168,7 @@ impl<'a> Vm<'a> {
     }
 
     pub(super) fn call_macro(&mut self, s: Sym, args: &'a Args, out: &mut String) -> R<()> {
+        self.check_output(out)?;
         let id = self.prog.macro_of_sym[s as usize].or_bail()?;
         // (A local of the macro's name shadows it: minijinja's business. Only a bound name can be one.)
         let shadowed = self.bound & super::eval::bit(s) != 0 && self.locals[self.floor..].iter().any(|(k, _)| *k == s);
