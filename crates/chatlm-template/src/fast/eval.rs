@@ -203,6 +203,10 @@ impl<'a> Vm<'a> {
                     }
                 }
                 Stmt::For(f) => self.for_loop(f, out)?,
+                Stmt::Set(Target::Name(s), e) => {
+                    let v = self.eval(e)?;
+                    self.set(*s, v);
+                }
                 Stmt::Set(t, e) => {
                     let v = self.eval(e)?;
                     self.bind(t, v)?;
@@ -371,6 +375,7 @@ impl<'a> Vm<'a> {
         match e {
             Expr::Str(s) => Ok(Value::Str(s)),
             Expr::Int(i) => Ok(Value::Int(*i)),
+            Expr::Bool(b) => Ok(Value::bool(*b)),
             Expr::Var(s) => Ok(self.lookup(*s)),
             // `name.attr` (`message.role`...) reads the variable in place.
             Expr::Attr(obj, name) if matches!(**obj, Expr::Var(_)) => {
@@ -380,6 +385,21 @@ impl<'a> Vm<'a> {
             Expr::Attr(..) | Expr::Item(..) => self.eval_path(e),
             _ => self.eval_node(e),
         }
+    }
+
+    /// `loop.<a>` of the innermost loop.
+    #[inline]
+    fn loop_attr(&self, a: LoopAttr) -> R<Value<'a>> {
+        let (i, len) = *self.loops[..self.loop_depth].last().or_bail()?;
+        Ok(match a {
+            LoopAttr::Index => Value::Int(i as i64 + 1),
+            LoopAttr::Index0 => Value::Int(i as i64),
+            LoopAttr::RevIndex => Value::Int((len - i) as i64),
+            LoopAttr::RevIndex0 => Value::Int((len - i - 1) as i64),
+            LoopAttr::First => Value::bool(i == 0),
+            LoopAttr::Last => Value::bool(i + 1 == len),
+            LoopAttr::Length => Value::Int(len as i64),
+        })
     }
 
     /// `messages[0]['role']`, `message.tool_calls[0].function`: attributes and integer indexes
@@ -427,18 +447,7 @@ impl<'a> Vm<'a> {
             Expr::Bool(b) => Value::bool(*b),
             Expr::None => Value::None,
             Expr::Var(s) => self.lookup(*s),
-            Expr::LoopAttr(a) => {
-                let (i, len) = *self.loops[..self.loop_depth].last().or_bail()?;
-                match a {
-                    LoopAttr::Index => Value::Int(i as i64 + 1),
-                    LoopAttr::Index0 => Value::Int(i as i64),
-                    LoopAttr::RevIndex => Value::Int((len - i) as i64),
-                    LoopAttr::RevIndex0 => Value::Int((len - i - 1) as i64),
-                    LoopAttr::First => Value::bool(i == 0),
-                    LoopAttr::Last => Value::bool(i + 1 == len),
-                    LoopAttr::Length => Value::Int(len as i64),
-                }
-            }
+            Expr::LoopAttr(a) => self.loop_attr(*a)?,
             // The common `name.attr` reads the variable in place.
             Expr::Attr(obj, name) => match &**obj {
                 Expr::Var(s) => self.lookup_ref(*s).get_attr(name)?,
