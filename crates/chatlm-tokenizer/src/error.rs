@@ -89,6 +89,17 @@ pub enum TokenizerError {
     /// Padding was requested but the tokenizer has no pad token (as transformers raises).
     #[error("asking to pad but the tokenizer has no pad token; set one (e.g. `set_pad_token`) first")]
     NoPadToken,
+    /// A padded length no buffer can hold (a `max_length` or `pad_to_multiple_of` far beyond any
+    /// real sequence): an error instead of an allocation failure that aborts the process.
+    #[error("cannot pad {rows} rows to {length} tokens each: {reason}")]
+    PadLength {
+        /// The rows in the batch.
+        rows: usize,
+        /// The padded length asked for (before rounding up to the multiple).
+        length: usize,
+        /// Why it failed.
+        reason: String,
+    },
     /// A special-token role that transformers does not know.
     #[error("unknown special token role {role:?} (expected bos_token, eos_token, unk_token, pad_token, sep_token, cls_token or mask_token)")]
     UnknownRole {

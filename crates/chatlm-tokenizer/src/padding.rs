@@ -33,10 +33,15 @@ impl Tokenizer {
         let limit = if options.truncation { options.max_length.or(self.model_max_length()) } else { None };
         let rows: Vec<&[u32]> = batch.iter().map(|r| limit.map_or(r.as_slice(), |l| &r[..r.len().min(l)])).collect();
         let longest = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-        let mut target = options.max_length.map_or(longest, |m| m.max(longest));
-        if let Some(multiple) = options.pad_to_multiple_of.filter(|&m| m > 0) {
-            target = target.div_ceil(multiple) * multiple;
-        }
+        let length = options.max_length.map_or(longest, |m| m.max(longest));
+        let n_rows = rows.len();
+        let too_long = |reason: &str| TokenizerError::PadLength { rows: n_rows, length, reason: reason.into() };
+        let target = match options.pad_to_multiple_of.filter(|&m| m > 0) {
+            Some(multiple) => {
+                length.div_ceil(multiple).checked_mul(multiple).ok_or_else(|| too_long("the rounded-up length overflows"))?
+            }
+            None => length,
+        };
         let needs_pad = rows.iter().any(|r| r.len() < target);
         let pad_id = match self.pad_token_id() {
             Some(id) => id,
@@ -46,7 +51,11 @@ impl Tokenizer {
         let mut out = PaddedBatch::default();
         for row in rows {
             let fill = target - row.len();
-            let (mut ids, mut mask) = (Vec::with_capacity(target), Vec::with_capacity(target));
+            let (mut ids, mut mask) = (Vec::new(), Vec::new());
+            // A caller's length is not trusted to fit in memory (`with_capacity` would abort).
+            for buf in [&mut ids, &mut mask] {
+                buf.try_reserve_exact(target).map_err(|e| too_long(&e.to_string()))?;
+            }
             if side == PaddingSide::Left {
                 ids.resize(fill, pad_id);
                 mask.resize(fill, 0);

@@ -59,6 +59,23 @@ fn padding_follows_side_and_multiple() {
 }
 
 #[test]
+fn padding_to_an_impossible_length_is_an_error() {
+    let Some(tok) = fixture("llama3") else { return };
+    let rows = vec![vec![1, 2, 3]];
+    for options in [
+        PadOptions { max_length: Some(usize::MAX), ..Default::default() },
+        PadOptions { max_length: Some(usize::MAX - 3), pad_to_multiple_of: Some(8), ..Default::default() },
+        PadOptions { max_length: Some(1 << 60), ..Default::default() },
+    ] {
+        let err = tok.pad(&rows, &options).unwrap_err();
+        assert!(matches!(err, TokenizerError::PadLength { rows: 1, .. }), "{options:?}: {err:?}");
+    }
+    // An ordinary length still pads (to the multiple of the asked length).
+    let cut = PadOptions { max_length: Some(5), truncation: true, pad_to_multiple_of: Some(4), ..Default::default() };
+    assert_eq!(tok.pad(&rows, &cut).expect("pad").input_ids[0].len(), 8);
+}
+
+#[test]
 fn padding_without_pad_token_is_an_error() {
     let Some(tok) = fixture("llama2") else { return };
     assert!(matches!(tok.pad(&[vec![1, 2], vec![1]], &PadOptions::default()), Err(TokenizerError::NoPadToken)));
