@@ -360,6 +360,7 @@ fn constructs_render_identically() {
         "{{ messages[0] }}{{ [1, 'a', none, true, 2.5, {'k': 'v'}] }}{{ (1, 2) }}{{ none }}{{ undefined_var }}{{ 2.0 if false else 0.1 }}",
         "{{ 'x' in 'xyz' }}{{ 'role' in messages[0] }}{{ 2 in [1, 2] }}{{ 'q' not in 'abc' }}{{ messages[0].role is string }}{{ nothing is defined }}",
         "{{ 7 // 2 }}{{ 7 % 3 }}{{ 7 / 2 }}{{ 2 * 3 }}{{ -4 + 1 }}{{ 1.5 + 1 }}{{ 3 > 2 }}{{ 'a' < 'b' }}{{ 10 - 3 - 2 }}",
+        "{{ 'a' ~ -7 ~ 0 ~ 9223372036854775807 ~ (-9223372036854775807 - 1) }}{{ [10, -2, 0]|join(',') }}{{ [-1, 20]|trim }}{{ {'k': -3}|trim }}",
         "{{ 'a' ~ 1 ~ 'b' }}{{ 'x' + 'y' + messages[0].role }}{{ (messages|length) + 1 }}{{ messages[0].role + '!' if true }}",
         "{% set a, b = [1, 2] %}{{ a }}{{ b }}{% set s %}block {{ a }}{% endset %}{{ s|length }}{{ s }}",
         "{{ messages[0].get('role') }}{{ messages[0].get('nope', 'dflt') }}{{ messages[0].keys()|list }}{{ messages[0].items()|list|length }}",

@@ -121,7 +121,7 @@ impl<'a> Vm<'a> {
                         s.push_str(sep);
                     }
                     match item {
-                        Value::Int(n) => s.push_str(&n.to_string()),
+                        Value::Int(n) => crate::pyfmt::push_int(*n, &mut s),
                         _ => s.push_str(item.as_str().or_bail()?),
                     }
                 }

@@ -149,10 +149,7 @@ pub(super) fn display(v: &Value<'_>, out: &mut String) -> bool {
     match v {
         Value::Str(s) => out.push_str(s),
         Value::String(s) => out.push_str(s),
-        Value::Int(i) => {
-            use std::fmt::Write;
-            let _ = write!(out, "{i}");
-        }
+        Value::Int(i) => crate::pyfmt::push_int(*i, out),
         Value::Undefined => {}
         _ => return false,
     }
@@ -208,9 +205,7 @@ fn debug(v: &Value<'_>, out: &mut String) -> R<()> {
     match v {
         Value::None => out.push_str("None"),
         Value::Bool(b) => out.push_str(if b.get() { "True" } else { "False" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i:?}");
-        }
+        Value::Int(i) => crate::pyfmt::push_int(*i, out),
         Value::Float(f) => {
             let _ = write!(out, "{:?}", f.get());
         }
