@@ -100,7 +100,7 @@ impl Program {
         let mut globals: Vec<(Sym, Value)> = Vec::with_capacity(self.is_func.len() + 16);
         globals.resize_with(self.is_func.len(), || (eval::PENDING, Value::Undefined));
         for &s in &self.funcs {
-            globals[s as usize].1 = Value::Func;
+            put(&mut globals[s as usize].1, Value::Func);
         }
         // Special tokens, then kwargs over them, then the fixed arguments (see `crate::context`).
         for (k, v) in req.special_tokens.iter().chain(req.kwargs.iter()) {
@@ -110,20 +110,24 @@ impl Program {
                     // A variable shadowing a built-in function: minijinja's business.
                     return None;
                 }
-                globals[s].1 = from_json(v, false).ok()?;
+                put(&mut globals[s].1, from_json(v, false).ok()?);
             }
         }
-        // Each written in place (an array of the four, looped over, is moved around twice).
+        // Each written in place (an array of the four, looped over, is moved around twice), and
+        // built only where the template reads it.
         let [msgs, tools, docs, agp] = self.fixed;
-        let mut set = |s: Option<Sym>, v| {
-            if let Some(s) = s {
-                globals[s as usize].1 = v;
-            }
-        };
-        set(msgs, Value::Msgs(&messages));
-        set(tools, req.tools.as_ref().map_or(Value::None, Value::Arr));
-        set(docs, req.documents.as_ref().map_or(Value::None, Value::Arr));
-        set(agp, Value::bool(req.add_generation_prompt));
+        if let Some(s) = msgs {
+            put(&mut globals[s as usize].1, Value::Msgs(&messages));
+        }
+        if let Some(s) = tools {
+            put(&mut globals[s as usize].1, req.tools.as_ref().map_or(Value::None, Value::Arr));
+        }
+        if let Some(s) = docs {
+            put(&mut globals[s as usize].1, req.documents.as_ref().map_or(Value::None, Value::Arr));
+        }
+        if let Some(s) = agp {
+            put(&mut globals[s as usize].1, Value::bool(req.add_generation_prompt));
+        }
         let mut vm = eval::Vm::new(self, globals, limits.fuel, limits.recursion, limits.max_output_bytes);
         vm.now = req.now;
         let hint = self.size_hint.load(Ordering::Relaxed);
@@ -167,6 +171,14 @@ fn name_key(name: &str) -> u64 {
     let b = name.as_bytes();
     let byte = |i: usize| b.get(i).map_or(0, |&c| u64::from(c));
     b.len() as u64 | byte(0) << 40 | byte(b.len() / 2) << 48 | byte(b.len().wrapping_sub(1)) << 56
+}
+
+/// Sets a global before the render starts. Until then no slot holds a value that owns anything
+/// (they start undefined, and [`from_json`] only borrows the request), so the old value is
+/// forgotten rather than dropped: a drop is a call per slot written.
+#[inline]
+fn put<'a>(slot: &mut Value<'a>, v: Value<'a>) {
+    std::mem::forget(std::mem::replace(slot, v));
 }
 
 /// A name key's bit in `Program::name_filter` (of 256: a few false hits with the dozens of names a
