@@ -103,6 +103,7 @@ pub(crate) struct Prepared<'r> {
 impl Prepared<'_> {
     /// The messages as the template sees them: the request's, with the edits in place. Fills
     /// `buf`'s inline room when they fit (no allocation per render).
+    #[inline]
     pub(crate) fn messages<'r>(&'r self, original: &'r [Json], buf: &'r mut MessageRefs<'r>) -> &'r [&'r Json] {
         let refs: &mut [&'r Json] = if original.len() <= buf.inline.len() {
             let refs = &mut buf.inline[..original.len()];
@@ -169,7 +170,8 @@ pub(crate) fn prepare<'r>(
         };
         any_reasoning |= has_reasoning(obj);
     }
-    if req.continue_final_message != ContinueFinal::No && req.add_generation_prompt {
+    // A match rather than `!=`: the derived comparison is a call.
+    if !matches!(req.continue_final_message, ContinueFinal::No) && req.add_generation_prompt {
         return Err(invalid(
             "continue_final_message and add_generation_prompt are not compatible. Use continue_final_message when you want the model to continue the final message, and add_generation_prompt when you want to add a header that will prompt it to start a new assistant message instead.",
         ));

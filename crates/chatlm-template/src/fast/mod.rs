@@ -52,8 +52,14 @@ pub(crate) struct Program {
     /// [`name_key`] of each name of `by_name`, in the same order: a request variable is matched
     /// by scanning these words, the text compared only on a hit.
     name_keys: Vec<u64>,
+    /// Bit [`filter_bit`] of each key of `name_keys`: most of a request's variables (`pad_token`,
+    /// `unk_token`, ...) are not the template's, and one bit test rules them out.
+    name_filter: [u64; 4],
     /// The names of built-in functions (defined even when not called: `strftime_now is defined`).
     is_func: Vec<bool>,
+    /// The names with `is_func` set (few): their slots start as [`Value::Func`], the others as
+    /// undefined, written in one uniform pass.
+    funcs: Vec<Sym>,
     /// `messages`, `tools`, `documents`, `add_generation_prompt`, where the template reads them.
     fixed: [Option<Sym>; 4],
     /// About the size of the recent outputs, to allocate the next one at once.
@@ -70,7 +76,12 @@ pub(crate) fn compile(source: &str) -> Option<Program> {
     }
     let mut prog = parser::parse(lexer::lex(source)?)?;
     prog.name_keys = prog.by_name.iter().map(|(n, _)| name_key(n)).collect();
+    for &k in &prog.name_keys {
+        let bit = filter_bit(k);
+        prog.name_filter[bit / 64] |= 1 << (bit % 64);
+    }
     prog.is_func = prog.syms.iter().map(|s| Func::from_name(s).is_some()).collect();
+    prog.funcs = (0..prog.syms.len() as Sym).filter(|&s| prog.is_func[s as usize]).collect();
     prog.fixed = ["messages", "tools", "documents", "add_generation_prompt"].map(|n| prog.sym(n));
     Some(prog)
 }
@@ -87,7 +98,10 @@ impl Program {
     ) -> Option<(String, Vec<Range<usize>>)> {
         // The globals, with room for the locals after them (see `Vm::locals`).
         let mut globals: Vec<(Sym, Value)> = Vec::with_capacity(self.is_func.len() + 16);
-        globals.extend(self.is_func.iter().map(|&f| (eval::PENDING, if f { Value::Func } else { Value::Undefined })));
+        globals.resize_with(self.is_func.len(), || (eval::PENDING, Value::Undefined));
+        for &s in &self.funcs {
+            put(&mut globals[s as usize].1, Value::Func);
+        }
         // Special tokens, then kwargs over them, then the fixed arguments (see `crate::context`).
         for (k, v) in req.special_tokens.iter().chain(req.kwargs.iter()) {
             if let Some(s) = self.find_name(k) {
@@ -96,20 +110,24 @@ impl Program {
                     // A variable shadowing a built-in function: minijinja's business.
                     return None;
                 }
-                globals[s].1 = from_json(v, false).ok()?;
+                put(&mut globals[s].1, from_json(v, false).ok()?);
             }
         }
-        // Each written in place (an array of the four, looped over, is moved around twice).
+        // Each written in place (an array of the four, looped over, is moved around twice), and
+        // built only where the template reads it.
         let [msgs, tools, docs, agp] = self.fixed;
-        let mut set = |s: Option<Sym>, v| {
-            if let Some(s) = s {
-                globals[s as usize].1 = v;
-            }
-        };
-        set(msgs, Value::Msgs(&messages));
-        set(tools, req.tools.as_ref().map_or(Value::None, Value::Arr));
-        set(docs, req.documents.as_ref().map_or(Value::None, Value::Arr));
-        set(agp, Value::bool(req.add_generation_prompt));
+        if let Some(s) = msgs {
+            put(&mut globals[s as usize].1, Value::Msgs(&messages));
+        }
+        if let Some(s) = tools {
+            put(&mut globals[s as usize].1, req.tools.as_ref().map_or(Value::None, Value::Arr));
+        }
+        if let Some(s) = docs {
+            put(&mut globals[s as usize].1, req.documents.as_ref().map_or(Value::None, Value::Arr));
+        }
+        if let Some(s) = agp {
+            put(&mut globals[s as usize].1, Value::bool(req.add_generation_prompt));
+        }
         let mut vm = eval::Vm::new(self, globals, limits.fuel, limits.recursion, limits.max_output_bytes);
         vm.now = req.now;
         let hint = self.size_hint.load(Ordering::Relaxed);
@@ -126,9 +144,8 @@ impl Program {
     #[inline]
     fn find_name(&self, name: &str) -> Option<Sym> {
         let key = name_key(name);
-        // Most of a request's variables (`pad_token`, `unk_token`, ...) are not the template's: a
-        // pass over the keys without an early exit (vectorised) rules them out before the scan.
-        if !self.name_keys.iter().fold(false, |hit, &k| hit | (k == key)) {
+        let bit = filter_bit(key);
+        if self.name_filter[bit / 64] & (1 << (bit % 64)) == 0 {
             return None;
         }
         let mut at = 0;
@@ -154,6 +171,20 @@ fn name_key(name: &str) -> u64 {
     let b = name.as_bytes();
     let byte = |i: usize| b.get(i).map_or(0, |&c| u64::from(c));
     b.len() as u64 | byte(0) << 40 | byte(b.len() / 2) << 48 | byte(b.len().wrapping_sub(1)) << 56
+}
+
+/// Sets a global before the render starts. Until then no slot holds a value that owns anything
+/// (they start undefined, and [`from_json`] only borrows the request), so the old value is
+/// forgotten rather than dropped: a drop is a call per slot written.
+#[inline]
+fn put<'a>(slot: &mut Value<'a>, v: Value<'a>) {
+    std::mem::forget(std::mem::replace(slot, v));
+}
+
+/// A name key's bit in `Program::name_filter` (of 256: a few false hits with the dozens of names a
+/// template reads, each costing only the scan it would have cost anyway).
+fn filter_bit(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
 }
 
 #[cfg(test)]

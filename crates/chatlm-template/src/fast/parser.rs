@@ -101,6 +101,8 @@ pub(super) fn parse(toks: Vec<Tok<'_>>) -> Option<Program> {
         macro_of_sym,
         by_name,
         is_func: Vec::new(),
+        funcs: Vec::new(),
+        name_filter: [0; 4],
         fixed: [None; 4],
         name_keys: Vec::new(),
         size_hint: Default::default(),
