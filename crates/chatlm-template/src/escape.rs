@@ -126,10 +126,24 @@ fn push_hex(out: &mut String, prefix: &str, u: u32, digits: u32) {
 /// A JSON string literal as Python's `json` module writes it (`ensure_ascii`: DEL and non-ASCII
 /// as `\uXXXX`, surrogate pairs beyond the BMP).
 pub(crate) fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
+    json_str_between("\"", s, "\"", ensure_ascii, out);
+}
+
+/// A key of a map as `json.dumps` writes it with its default separators: `"key": `. One call for
+/// what would be the literal and the separator (the constant `": "` is copied by a store, a
+/// separator of the options by a call of `memcpy`).
+pub(crate) fn json_key(s: &str, ensure_ascii: bool, out: &mut String) {
+    json_str_between("\"", s, "\": ", ensure_ascii, out);
+}
+
+/// `open`, the body of the JSON string literal of `s`, and `close` (`open` ends with the opening
+/// quote, `close` starts with the closing one).
+#[inline(always)]
+fn json_str_between(open: &str, s: &str, close: &str, ensure_ascii: bool, out: &mut String) {
     let bytes = s.as_bytes();
     let first = if ensure_ascii { first_hit(bytes, 0, json_ascii_hits) } else { first_hit(bytes, 0, json_hits) };
-    out.reserve(bytes.len() + 2);
-    out.push('"');
+    out.reserve(open.len() + bytes.len() + close.len());
+    out.push_str(open);
     if first == bytes.len() {
         // Nearly every key and value of a tool schema: kept apart so that this path stays a
         // small function (the escaping loop's registers made every call save and restore more).
@@ -137,7 +151,7 @@ pub(crate) fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
     } else {
         json_escaped(s, first, ensure_ascii, out);
     }
-    out.push('"');
+    out.push_str(close);
 }
 
 /// The body of a JSON string literal from its first byte to escape, `first`, on.
