@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo run --release -p chatlm-template --example render_micro -- TEMPLATE_FILE REQUEST_JSON N
 //! ```
-//! REQUEST_JSON: `{"messages": [...], "add_generation_prompt"?: bool, "bos_token"?: str}`.
+//! REQUEST_JSON: `{"messages": [...], "tools"?: [...], "add_generation_prompt"?: bool, "bos_token"?: str}`.
 
 use chatlm_template::{ChatRequest, ChatTemplate, Renderer};
 use serde_json::Value;
@@ -15,6 +15,7 @@ fn main() {
     let source = std::fs::read_to_string(tpl).expect("template file");
     let line: Value = serde_json::from_str(&std::fs::read_to_string(req).expect("request file")).expect("json");
     let mut request = ChatRequest::new(line["messages"].as_array().expect("messages").clone());
+    request.tools = line["tools"].as_array().cloned();
     request.add_generation_prompt = line["add_generation_prompt"].as_bool().unwrap_or(false);
     if let Some(b) = line["bos_token"].as_str() {
         request.set_special_token("bos_token", b);

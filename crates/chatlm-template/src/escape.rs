@@ -126,27 +126,78 @@ fn push_hex(out: &mut String, prefix: &str, u: u32, digits: u32) {
 /// A JSON string literal as Python's `json` module writes it (`ensure_ascii`: DEL and non-ASCII
 /// as `\uXXXX`, surrogate pairs beyond the BMP).
 pub(crate) fn json_str(s: &str, ensure_ascii: bool, out: &mut String) {
-    let bytes = s.as_bytes();
-    let first = if ensure_ascii { first_hit(bytes, 0, json_ascii_hits) } else { first_hit(bytes, 0, json_hits) };
-    out.reserve(bytes.len() + 2);
-    out.push('"');
-    if first == bytes.len() {
+    json_str_between("\"", s, "\"", ensure_ascii, out);
+}
+
+/// A key of a map as `json.dumps` writes it with its default separators: `"key": `. One call for
+/// what would be the literal and the separator (the constant `": "` is copied by a store, a
+/// separator of the options by a call of `memcpy`).
+pub(crate) fn json_key(s: &str, ensure_ascii: bool, out: &mut String) {
+    json_str_between("\"", s, "\": ", ensure_ascii, out);
+}
+
+/// `open`, the body of the JSON string literal of `s`, and `close` (`open` ends with the opening
+/// quote, `close` starts with the closing one).
+#[inline(always)]
+fn json_str_between(open: &str, s: &str, close: &str, ensure_ascii: bool, out: &mut String) {
+    let plain = if ensure_ascii { json_plain(s.as_bytes(), json_ascii_hits, ascii_block) } else { json_plain(s.as_bytes(), json_hits, json_block) };
+    out.reserve(open.len() + s.len() + close.len());
+    out.push_str(open);
+    if plain {
         // Nearly every key and value of a tool schema: kept apart so that this path stays a
         // small function (the escaping loop's registers made every call save and restore more).
         out.push_str(s);
     } else {
-        json_escaped(s, first, ensure_ascii, out);
+        json_escaped(s, ensure_ascii, out);
     }
-    out.push('"');
+    out.push_str(close);
 }
 
-/// The body of a JSON string literal from its first byte to escape, `first`, on.
+/// Bytes `json.dumps` escapes among 16 (see [`json_hits`]). Written lane by lane for the
+/// compiler to make vector compares of it: a 16-byte block costs about what one word of the
+/// bit tricks does.
+#[inline(always)]
+fn json_block(b: &[u8; 16]) -> bool {
+    b.iter().fold(false, |any, &c| any | (c < 0x20) | (c == b'"') | (c == b'\\'))
+}
+
+/// [`json_block`] with `ensure_ascii` (see [`json_ascii_hits`]).
+#[inline(always)]
+fn ascii_block(b: &[u8; 16]) -> bool {
+    b.iter().fold(false, |any, &c| any | (c < 0x20) | (c == b'"') | (c == b'\\') | (c >= 0x7f))
+}
+
+/// Whether no byte of `bytes` is one to escape, as `hits` and `block` mark them: what nearly all
+/// texts of a tool schema are. Only the answer is needed, not where the first such byte is, so the
+/// pieces read may overlap: 16-byte blocks and a last one ending at the end; below 16 bytes, the
+/// first and last word, half word or byte (texts of 1 to 3 bytes fill the rest with [`PAD`]).
+#[inline(always)]
+fn json_plain(bytes: &[u8], hits: impl Fn(u64) -> u64, block: impl Fn(&[u8; 16]) -> bool) -> bool {
+    let n = bytes.len();
+    if n >= 16 {
+        let mut blocks = bytes.chunks_exact(16);
+        let whole = blocks.all(|b| b.try_into().is_ok_and(|b| !block(b)));
+        return whole && (n % 16 == 0 || bytes[n - 16..].try_into().is_ok_and(|b| !block(b)));
+    }
+    let x = if n >= 8 {
+        hits(word_at(bytes, 0)) | hits(word_at(bytes, n - 8))
+    } else if n >= 4 {
+        hits(half_at(bytes, 0) | half_at(bytes, n - 4) << 32)
+    } else if n > 0 {
+        hits(u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16 | (PAD & !0xff_ffff))
+    } else {
+        0
+    };
+    x == 0
+}
+
+/// The body of a JSON string literal of a text with a byte to escape.
 #[inline(never)]
-fn json_escaped(s: &str, first: usize, ensure_ascii: bool, out: &mut String) {
+fn json_escaped(s: &str, ensure_ascii: bool, out: &mut String) {
     let bytes = s.as_bytes();
     let next = |from| if ensure_ascii { first_hit(bytes, from, json_ascii_hits) } else { first_hit(bytes, from, json_hits) };
     let mut run = 0;
-    let mut i = first;
+    let mut i = next(0);
     while i < bytes.len() {
         out.push_str(&s[run..i]);
         let b = bytes[i];

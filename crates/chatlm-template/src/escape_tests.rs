@@ -156,3 +156,31 @@ fn first_hit_finds_the_first_marked_byte() {
         }
     }
 }
+
+/// `json_plain` answers whether any byte is marked, for texts over two 16-byte blocks long and a
+/// marked byte at every position (the overlapping pieces it reads must not miss or invent one).
+#[test]
+fn json_plain_sees_every_marked_byte() {
+    let bytes = [b'a', 0x00, 0x1f, 0x20, 0x21, b'"', b'#', b'\'', b'[', b'\\', b']', 0x7e, 0x7f, 0x80, 0xff];
+    let json = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let ascii = |b: u8| json(b) || b >= 0x7f;
+    for &fill in &bytes {
+        for len in 0..50 {
+            let mut buf = vec![fill; len];
+            let whole = |buf: &[u8]| {
+                let plain = json_plain(buf, json_hits, json_block);
+                assert_eq!(plain, !buf.iter().any(|&b| json(b)), "{buf:?}");
+                let plain = json_plain(buf, json_ascii_hits, ascii_block);
+                assert_eq!(plain, !buf.iter().any(|&b| ascii(b)), "{buf:?} ensure_ascii");
+            };
+            whole(&buf);
+            for pos in 0..len {
+                for &special in &bytes {
+                    buf[pos] = special;
+                    whole(&buf);
+                    buf[pos] = fill;
+                }
+            }
+        }
+    }
+}

@@ -318,6 +318,49 @@ fn edge_requests_render_identically() {
     }
 }
 
+/// `tojson` with each of its options, on request JSON (tools, messages with hidden `null`s) and on
+/// template values, where keys and values need every kind of escape: byte-identical to minijinja
+/// (whose `json.dumps` is checked against Python), and rendered on the fast path.
+#[test]
+fn tojson_options_render_identically() {
+    let odd = "q\"b\\c\n\t\u{1}\u{7f}é€😀";
+    let tool = json!({"type": "function", "function": {"name": "f", "description": odd,
+        "parameters": {"type": "object", "properties": {
+            odd: {"type": "string", "enum": ["a", odd, "", "ü"], "description": ""},
+            "n": {"type": "integer", "minimum": -12345678901234i64, "maximum": 9007199254740993u64, "default": 0},
+            "x": {"type": "number", "default": 2.5, "big": 1.0e20, "small": 1.0e-7, "neg": -0.0},
+            "deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": [[], {}, [null, true, false]]}}}}}}}}}},
+            "empty": {}, "none": null, "long key beyond sixteen bytes": "a value beyond sixteen bytes"},
+        "required": [odd, "n"]}}});
+    let mut req = ChatRequest::new(vec![
+        json!({"role": "user", "content": odd, "extra": null}),
+        json!({"role": "assistant", "content": null, "tool_calls": [{"type": "function",
+            "function": {"name": "f", "arguments": {"n": 1, odd: [odd, -1.5, null]}}}]}),
+    ]);
+    req.tools = Some(vec![tool.clone(), json!({"type": "function", "function": {"name": "g", "parameters": {}}})]);
+    let options = [
+        "",
+        "(ensure_ascii=true)",
+        "(indent=2)",
+        "(indent=4, ensure_ascii=true)",
+        "(indent='\\t')",
+        "(indent=0)",
+        "(separators=(',', ':'))",
+        "(indent=2, separators=(', ', ' = '))",
+        "(sort_keys=true)",
+        "(sort_keys=true, indent=1)",
+    ];
+    for opts in options {
+        let src = format!(
+            "{{% for t in tools %}}{{{{ t|tojson{opts} }}}}|{{{{ t.function.parameters|tojson{opts} }}}}|{{% endfor %}}\
+             {{{{ messages|tojson{opts} }}}}|{{% for m in messages %}}{{{{ m|tojson{opts} }}}}{{% endfor %}}|\
+             {{{{ {{'k': [1, 'v\\n', none, {{'é': 2.0}}], 'z': {{}}, 'a': []}}|tojson{opts} }}}}{{{{ 'x'|tojson{opts} }}}}"
+        );
+        let tpl = ChatTemplate::new(src.as_str()).unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert!(check(&tpl, &req, &src), "fell back: {src}");
+    }
+}
+
 /// Over the limits the render fails exactly as minijinja fails, whichever path started it.
 #[test]
 fn limits_are_reported_as_minijinja_reports_them() {

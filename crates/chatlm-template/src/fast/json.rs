@@ -5,6 +5,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::value::{from_json, Bail, OrBail, Value, R};
+use crate::escape::json_key;
 use crate::pyfmt::{json_str, push_int, py_float};
 
 /// `json.dumps` options, as [`crate::pyfmt::JsonOptions`] (the separators borrowed).
@@ -17,6 +18,10 @@ pub(super) struct JsonDump<'o> {
     item_sep: &'o str,
     key_sep: &'o str,
     sort_keys: bool,
+    /// The default separators `", "` and `": "` without an indent (`x|tojson`): written as the
+    /// constants they are, which are copied by a store where the separators of the options need
+    /// a call of `memcpy` each.
+    plain: bool,
 }
 
 /// Nesting levels whose line breaks are prepared (tool schemas rarely nest deeper).
@@ -33,7 +38,8 @@ impl<'o> JsonDump<'o> {
             nl
         });
         let indent_len = indent.map_or(0, str::len);
-        JsonDump { ensure_ascii, newline, indent_len, item_sep, key_sep, sort_keys }
+        let plain = indent.is_none() && item_sep == ", " && key_sep == ": ";
+        JsonDump { ensure_ascii, newline, indent_len, item_sep, key_sep, sort_keys, plain }
     }
 
     /// The line break and indent before an item at `level`, if indenting. (The check is inlined
@@ -42,6 +48,30 @@ impl<'o> JsonDump<'o> {
     fn newline(&self, level: usize, out: &mut String) {
         if let Some(nl) = &self.newline {
             self.line_break(nl, level, out);
+        }
+    }
+
+    /// What goes before an item of a list or map: the item separator unless it is the first,
+    /// and the line break when indenting.
+    #[inline(always)]
+    fn before_item(&self, first: bool, level: usize, out: &mut String) {
+        if first {
+        } else if self.plain {
+            out.push_str(", ");
+        } else {
+            out.push_str(self.item_sep);
+        }
+        self.newline(level, out);
+    }
+
+    /// A key of a map and the separator after it.
+    #[inline(always)]
+    fn key(&self, k: &str, out: &mut String) {
+        if self.plain {
+            json_key(k, self.ensure_ascii, out);
+        } else {
+            json_str(k, self.ensure_ascii, out);
+            out.push_str(self.key_sep);
         }
     }
 
@@ -73,10 +103,7 @@ impl<'o> JsonDump<'o> {
                 out.push('[');
                 let mut first = true;
                 v.for_each_item(|item| {
-                    if !std::mem::take(&mut first) {
-                        out.push_str(self.item_sep);
-                    }
-                    self.newline(level + 1, out);
+                    self.before_item(std::mem::take(&mut first), level + 1, out);
                     self.write(item, level + 1, out)
                 })?;
                 if !first {
@@ -88,12 +115,8 @@ impl<'o> JsonDump<'o> {
                 out.push('{');
                 let mut first = true;
                 v.for_each_pair(|k, item| {
-                    if !std::mem::take(&mut first) {
-                        out.push_str(self.item_sep);
-                    }
-                    self.newline(level + 1, out);
-                    json_str(k, self.ensure_ascii, out);
-                    out.push_str(self.key_sep);
+                    self.before_item(std::mem::take(&mut first), level + 1, out);
+                    self.key(k, out);
                     self.write(item, level + 1, out)
                 })?;
                 if !first {
@@ -114,12 +137,8 @@ impl<'o> JsonDump<'o> {
                 pairs.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
                 out.push('{');
                 for (i, (k, item)) in pairs.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(self.item_sep);
-                    }
-                    self.newline(level + 1, out);
-                    json_str(k.as_str().or_bail()?, self.ensure_ascii, out);
-                    out.push_str(self.key_sep);
+                    self.before_item(i == 0, level + 1, out);
+                    self.key(k.as_str().or_bail()?, out);
                     self.write(item, level + 1, out)?;
                 }
                 self.newline(level, out);
@@ -168,10 +187,7 @@ impl<'o> JsonDump<'o> {
         out.push('[');
         let mut first = true;
         for (item, hide_null) in items {
-            if !std::mem::take(&mut first) {
-                out.push_str(self.item_sep);
-            }
-            self.newline(level + 1, out);
+            self.before_item(std::mem::take(&mut first), level + 1, out);
             self.write_item(item, hide_null, level + 1, out)?;
         }
         if !first {
@@ -185,12 +201,8 @@ impl<'o> JsonDump<'o> {
         out.push('{');
         let mut first = true;
         for (k, item) in o.iter().filter(|(_, v)| !(hide_null && v.is_null())) {
-            if !std::mem::take(&mut first) {
-                out.push_str(self.item_sep);
-            }
-            self.newline(level + 1, out);
-            json_str(k, self.ensure_ascii, out);
-            out.push_str(self.key_sep);
+            self.before_item(std::mem::take(&mut first), level + 1, out);
+            self.key(k, out);
             self.write_item(item, false, level + 1, out)?;
         }
         if !first {
