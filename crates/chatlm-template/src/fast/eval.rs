@@ -180,7 +180,8 @@ impl<'a> Vm<'a> {
                 Stmt::If(branches, else_body) => {
                     let mut body = else_body;
                     for (cond, b) in branches {
-                        // `message.role == 'user'`, most branches' condition, without a call.
+                        // `message.role == 'user'`, most branches' condition, without a call (as
+                        // `truthy` tests an `AttrEq`; a shared helper measured +0.3% instructions).
                         let holds = match cond {
                             Expr::AttrEq(c, eq) => {
                                 self.spend(2 * STEP)?;

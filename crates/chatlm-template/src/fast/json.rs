@@ -55,6 +55,7 @@ impl<'o> JsonDump<'o> {
     /// and the line break when indenting.
     #[inline(always)]
     fn before_item(&self, first: bool, level: usize, out: &mut String) {
+        // (Each push a copy of its own constant: one `push_str` of either would be a `memcpy` call.)
         if first {
         } else if self.plain {
             out.push_str(", ");

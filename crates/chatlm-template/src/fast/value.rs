@@ -218,8 +218,7 @@ impl<'a> Value<'a> {
     /// without building the attribute's value (`None`: not a JSON object, ask the general path).
     #[inline(always)]
     pub(super) fn attr_eq_str(&self, name: &str, lit: &str) -> Option<R<bool>> {
-        let (Value::Obj(o) | Value::Msg(o)) = self else { return None };
-        Some(match obj_get(o, matches!(self, Value::Msg(_)), name) {
+        Some(match self.attr_json(name)? {
             Some(Json::String(s)) => Ok(key_eq(s, lit)),
             // Undefined compared with a string is minijinja's to report (or not).
             None => Err(Bail),
