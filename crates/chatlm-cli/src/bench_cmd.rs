@@ -12,7 +12,7 @@ use chatlm_model::{Model, ProcessMemory};
 use clap::Args;
 use serde::Serialize;
 
-use crate::engine::{self, LoadedModel, ModelArgs};
+use crate::engine::ModelArgs;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -58,11 +58,15 @@ struct Report {
 const MIB: f64 = 1024.0 * 1024.0;
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let threads = engine::init_threads(args.weights.threads)?;
+    let threads = chatlm::init_threads(args.weights.threads)?;
     if args.prompt_tokens == 0 || args.gen_tokens == 0 || args.runs == 0 {
         bail!("--prompt-tokens, --gen-tokens and --runs must each be at least 1");
     }
-    let LoadedModel { model, name, load_s, .. } = engine::load_model(&args.weights, false)?;
+    let source = chatlm::resolve(args.weights.model.as_deref())?;
+    let name = chatlm::source::display_name(&source);
+    let started = Instant::now();
+    let model = chatlm::load_model(&source, &args.weights.spec())?;
+    let load_s = started.elapsed().as_secs_f64();
     let after_load = ProcessMemory::current();
     let total = args.prompt_tokens + args.gen_tokens;
     let context = model.config().context_length();

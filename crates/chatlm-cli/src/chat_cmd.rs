@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use chatlm_generate::{ChatSession, FinishReason, GenerationConfig};
+use chatlm::{FinishReason, GenerationConfig, Pipeline};
 use clap::Args;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 
-use crate::engine::{self, Engine, LoadRequest};
+use crate::engine::LoadRequest;
 use crate::generate_cmd::SamplingFlags;
 
 #[derive(Args)]
@@ -26,6 +26,10 @@ pub struct ChatArgs {
     system: Option<String>,
     #[command(flatten)]
     sampling: SamplingFlags,
+    /// Re-run the whole conversation every turn instead of reusing the cached prefix (for
+    /// measuring what prompt caching saves).
+    #[arg(long)]
+    no_prompt_cache: bool,
 }
 
 /// Repetition penalty of an interactive chat when neither `--repetition-penalty` nor the model's
@@ -38,17 +42,16 @@ const HELP: &str = "commands: /reset forgets the conversation, /system TEXT sets
 (/system alone shows it, /system - removes it), /help, /exit; Ctrl-C stops an answer, Ctrl-D quits";
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    engine::init_threads(args.load.weights.threads)?;
+    chatlm::init_threads(args.load.weights.threads)?;
     args.sampling.apply(&GenerationConfig::default())?;
-    let engine = Engine::load(&args.load)?;
-    let mut config = args.sampling.apply(&engine.generation)?;
-    if args.sampling.repetition_penalty.is_none() && engine.generation.repetition_penalty == 1.0 {
+    let mut pipe = Pipeline::load(&args.load.spec())?;
+    pipe.set_prompt_cache(!args.no_prompt_cache);
+    let engine = std::sync::Arc::clone(pipe.engine());
+    let mut config = args.sampling.apply(engine.generation_defaults())?;
+    if args.sampling.repetition_penalty.is_none() && engine.generation_defaults().repetition_penalty == 1.0 {
         config.repetition_penalty = CHAT_REPETITION_PENALTY;
     }
-    let renderer = engine.renderer()?;
-    let decoder = engine.decoder();
-    let mut lm = engine.lm();
-    let mut session = ChatSession::new(&mut lm, &decoder, &renderer, config, engine.stop_ids.clone());
+    let mut session = pipe.chat_session(config)?;
     session.set_system(args.system.clone());
 
     let cancel = Arc::new(AtomicBool::new(false));
@@ -57,7 +60,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
 
     let mut editor = DefaultEditor::new().context("starting the line editor")?;
-    eprintln!("chatlm chat: {} (loaded in {:.2}s)", engine.name, engine.load_s);
+    eprintln!("chatlm chat: {} (loaded in {:.2}s)", engine.name(), engine.load_s());
     eprintln!("{HELP}");
     let mut stdout = std::io::stdout();
     loop {

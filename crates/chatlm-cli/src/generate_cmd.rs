@@ -4,15 +4,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use chatlm_generate::{generate, GenerationConfig};
+use chatlm::{GenerationConfig, Pipeline, Prompt, DEFAULT_MAX_NEW_TOKENS};
 use clap::{ArgGroup, Args};
 use serde_json::Value;
 
-use crate::engine::{self, Engine, LoadRequest};
-
-/// New tokens when neither `--max-new-tokens` nor the model's generation config say
-/// (transformers' `max_length=20` default is too short for a chat answer).
-const DEFAULT_MAX_NEW_TOKENS: usize = 512;
+use crate::engine::LoadRequest;
 
 #[derive(Args)]
 #[command(group(ArgGroup::new("input").required(true).args(["prompt", "messages", "prompt_ids"])))]
@@ -115,47 +111,40 @@ impl SamplingFlags {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    engine::init_threads(args.load.weights.threads)?;
+    chatlm::init_threads(args.load.weights.threads)?;
     // Bad flags fail before a model is loaded (or fetched).
     args.sampling.apply(&GenerationConfig::default())?;
-    let engine = Engine::load(&LoadRequest { dequantize: args.dequantize, ..args.load.clone() })?;
-    let config = args.sampling.apply(&engine.generation)?;
+    let prompt = prompt_source(&args)?;
+    let spec = chatlm::LoadSpec { dequantize: args.dequantize, ..args.load.spec() };
+    let mut pipe = Pipeline::load(&spec)?;
+    pipe.set_ignore_eos(args.ignore_eos);
+    let config = args.sampling.apply(pipe.engine().generation_defaults())?;
     if args.sampling.ignored_when_greedy(&config) {
         eprintln!("chatlm: note: decoding is greedy (no --temperature > 0): --top-k/--top-p/--min-p/--seed have no effect");
     }
-    let prompt = prompt_ids(&engine, &args)?;
-    let vocab = engine.model.config().vocab_size;
-    if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= vocab) {
-        bail!("prompt token id {bad} is outside the vocabulary of {vocab} of {}", engine.name);
-    }
-    let stop_ids = if args.ignore_eos { Vec::new() } else { engine.stop_ids.clone() };
 
-    let mut lm = engine.lm();
-    let decoder = engine.decoder();
     let mut stdout = std::io::stdout().lock();
     let mut write_error = None;
-    let mut out = generate(&mut lm, &decoder, &prompt, &config, &stop_ids, |piece| {
+    let out = pipe.generate_stream(prompt, &config, |piece| {
         if !args.json && write_error.is_none() {
             // Flushed per piece: this is the streaming.
             if let Err(e) = stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush()) {
                 write_error = Some(e);
             }
         }
-    })
-    .with_context(|| format!("generating with {}", engine.name))?;
+    })?;
     if let Some(e) = write_error {
         return Err(e).context("writing to stdout");
     }
-    out.timings.load_s = engine.load_s;
     if args.json {
         writeln!(stdout, "{}", serde_json::to_string(&out)?)?;
     } else {
         writeln!(stdout)?;
         eprintln!(
-            "[{} prompt + {} generated tokens, {:?}; load {:.2}s, prefill {:.1} tok/s, decode {:.1} tok/s]",
+            "[{} prompt + {} generated tokens, {}; load {:.2}s, prefill {:.1} tok/s, decode {:.1} tok/s]",
             out.prompt_tokens,
             out.completion_tokens,
-            out.finish_reason,
+            serde_json::to_value(out.finish_reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
             out.timings.load_s,
             out.timings.prefill_tok_s,
             out.timings.decode_tok_s
@@ -164,15 +153,16 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn prompt_ids(engine: &Engine, args: &GenerateArgs) -> Result<Vec<u32>> {
+/// What the flags name as the prompt (files read before the model loads).
+fn prompt_source(args: &GenerateArgs) -> Result<Prompt> {
     if let Some(text) = &args.prompt {
-        return engine.prompt_ids(text, args.raw);
+        return Ok(if args.raw { Prompt::Raw(text.clone()) } else { Prompt::User(text.clone()) });
     }
     if let Some(path) = &args.messages {
-        return engine.render_json(read_messages(path)?);
+        return Ok(Prompt::Messages(read_messages(path)?));
     }
     if let Some(spec) = &args.prompt_ids {
-        return parse_ids(spec);
+        return Ok(Prompt::Ids(parse_ids(spec)?));
     }
     // clap's required group makes this unreachable; keep a clear error anyway.
     bail!("one of --prompt, --messages or --prompt-ids is required")

@@ -24,7 +24,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         Some(text) => json!({ "token": text, "id": tokenizer.token_to_id(text) }),
         None => Value::Null,
     };
-    let stop_ids = tokenizer.stop_token_ids();
+    let stop_ids = chatlm::stop_ids(&tokenizer, &chatlm::GenerationConfig::default(), None);
     let stop_tokens: Vec<Value> = stop_ids
         .iter()
         .map(|&id| json!({ "id": id, "token": tokenizer.id_to_token(id) }))

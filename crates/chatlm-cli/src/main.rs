@@ -9,6 +9,7 @@ mod data_cmd;
 mod engine;
 mod generate_cmd;
 mod inspect_cmd;
+mod serve_cmd;
 mod template_cmd;
 mod tokenize_cmd;
 
@@ -37,6 +38,8 @@ enum Command {
     Chat(chat_cmd::ChatArgs),
     /// Generate a completion for one prompt.
     Generate(generate_cmd::GenerateArgs),
+    /// An OpenAI-compatible HTTP server with continuous batching.
+    Serve(serve_cmd::ServeArgs),
     /// Load time, prefill and decode speed, peak memory.
     Bench(bench_cmd::BenchArgs),
     /// Fine-tuning data: prepare, collate, pack, fix tokenizers.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect_cmd::run(args),
         Command::Chat(args) => chat_cmd::run(args),
         Command::Generate(args) => generate_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Data(args) => data_cmd::run(args),
     };

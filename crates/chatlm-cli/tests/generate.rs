@@ -133,7 +133,7 @@ fn other_bad_input_is_reported_not_panicked() {
         (&["--model", "/nonexistent/model.gguf", "--prompt-ids", "[1]"], "/nonexistent/model.gguf"),
         (&["--model", &model, "--prompt-ids", "[1, 500]"], "token id 500 is outside the vocabulary of 128"),
         (&["--model", &model, "--prompt-ids", "[1, -2]"], "JSON array of token ids"),
-        (&["--model", &model, "--prompt", "hi"], "has no chat template: pass --raw"),
+        (&["--model", &model, "--prompt", "hi"], "has no chat template"),
         (&["--model", &model, "--messages", "/nonexistent/messages.json"], "reading messages file"),
     ];
     for (args, want) in cases {
@@ -182,7 +182,7 @@ fn bench_applies_numerics_and_refuses_what_the_model_does_not_cover() {
         let out = run(&[&args[..], &[model, "--numerics", numerics]].concat());
         let err = stderr(&out);
         assert!(!out.status.success(), "{numerics} on {model} should be refused");
-        assert!(err.contains("--numerics for") && err.contains("llama.cpp numerics: rope scaling, partial rotary and head sizes"), "{err}");
+        assert!(err.contains("numerics for") && err.contains("llama.cpp numerics: rope scaling, partial rotary and head sizes"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
     let out = run(&[&args[..], &[f16, "--numerics", "ggml"]].concat());

@@ -37,6 +37,13 @@ pub trait PromptRenderer {
     fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<Vec<u32>, Self::Error>;
 }
 
+impl<T: PromptRenderer> PromptRenderer for &T {
+    type Error = T::Error;
+    fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<Vec<u32>, Self::Error> {
+        (**self).render(messages, add_generation_prompt)
+    }
+}
+
 /// Something a caller asked for that will likely produce a bad answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatWarning {
@@ -60,8 +67,8 @@ impl fmt::Display for ChatWarning {
 /// generation prompt, generates and appends the answer.
 pub struct ChatSession<'a, M, D, R> {
     model: &'a mut M,
-    decoder: &'a D,
-    renderer: &'a R,
+    decoder: D,
+    renderer: R,
     /// Sampling/stopping settings used for every turn.
     pub config: GenerationConfig,
     stop_ids: Vec<u32>,
@@ -71,8 +78,8 @@ pub struct ChatSession<'a, M, D, R> {
 }
 
 impl<'a, M: LogitsModel, D: TextDecoder, R: PromptRenderer> ChatSession<'a, M, D, R> {
-    /// A session with an empty history.
-    pub fn new(model: &'a mut M, decoder: &'a D, renderer: &'a R, config: GenerationConfig, stop_ids: Vec<u32>) -> Self {
+    /// A session with an empty history (decoder and renderer by value or by reference).
+    pub fn new(model: &'a mut M, decoder: D, renderer: R, config: GenerationConfig, stop_ids: Vec<u32>) -> Self {
         Self { model, decoder, renderer, config, stop_ids, system: None, history: Vec::new(), add_generation_prompt: true }
     }
 
@@ -122,7 +129,7 @@ impl<'a, M: LogitsModel, D: TextDecoder, R: PromptRenderer> ChatSession<'a, M, D
             .renderer
             .render(&messages, self.add_generation_prompt)
             .map_err(|e| GenerateError::Render(Box::new(e)))?;
-        let out = generate_cancellable(self.model, self.decoder, &prompt, &self.config, &self.stop_ids, cancel, on_piece)?;
+        let out = generate_cancellable(self.model, &self.decoder, &prompt, &self.config, &self.stop_ids, cancel, on_piece)?;
         self.history.push(Message::new("user", user));
         self.history.push(Message::new("assistant", out.text.clone()));
         Ok(out)

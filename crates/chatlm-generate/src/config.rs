@@ -47,6 +47,10 @@ pub struct GenerationConfig {
     pub min_p: Option<f32>,
     /// CTRL repetition penalty (> 0); 1 disables.
     pub repetition_penalty: f32,
+    /// OpenAI's frequency penalty in [-2, 2] over the answer's ids; 0 disables.
+    pub frequency_penalty: f32,
+    /// OpenAI's presence penalty in [-2, 2] over the answer's ids; 0 disables.
+    pub presence_penalty: f32,
     /// New tokens to generate at most; takes precedence over `max_length`.
     pub max_new_tokens: Option<usize>,
     /// Total length (prompt + new) at most, used only without `max_new_tokens`.
@@ -75,6 +79,8 @@ impl Default for GenerationConfig {
             top_p: 1.0,
             min_p: None,
             repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
             max_new_tokens: None,
             max_length: 20,
             eos_token_id: Vec::new(),
@@ -101,16 +107,6 @@ impl GenerationConfig {
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.into()))?;
         serde_json::from_str(&text).map_err(|e| err(e.into()))
-    }
-
-    /// Stop ids: `eos_token_id` when set, otherwise the given default
-    /// (the tokenizer's `stop_token_ids()`).
-    pub fn stop_ids_or(&self, tokenizer_stop_ids: &[u32]) -> Vec<u32> {
-        if self.eos_token_id.is_empty() {
-            tokenizer_stop_ids.to_vec()
-        } else {
-            self.eos_token_id.clone()
-        }
     }
 
     /// New tokens allowed for a prompt of `prompt_len` tokens:
@@ -142,6 +138,11 @@ impl GenerationConfig {
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
             return bad("repetition_penalty", self.repetition_penalty.to_string(), "must be a finite number > 0");
         }
+        for (name, value) in [("frequency_penalty", self.frequency_penalty), ("presence_penalty", self.presence_penalty)] {
+            if !(-2.0..=2.0).contains(&value) {
+                return bad(name, value.to_string(), "must be in [-2, 2]");
+            }
+        }
         if self.max_new_tokens == Some(0) {
             return bad("max_new_tokens", "0".into(), "must be >= 1");
         }
@@ -152,11 +153,16 @@ impl GenerationConfig {
     }
 
     /// Applies the processors in transformers' order to one row of logits:
-    /// repetition penalty over `context` (prompt + generated), then — when sampling —
+    /// repetition penalty over `context` (prompt + generated), OpenAI's frequency/presence
+    /// penalties over the answer (`context[prompt_len..]`), then — when sampling —
     /// temperature, top-k, top-p, min-p.
-    pub fn process(&self, logits: &mut [f32], context: &[u32]) -> Result<(), GenerateError> {
+    pub fn process(&self, logits: &mut [f32], context: &[u32], prompt_len: usize) -> Result<(), GenerateError> {
         if self.repetition_penalty != 1.0 {
             processors::repetition_penalty(logits, context, self.repetition_penalty)?;
+        }
+        if self.frequency_penalty != 0.0 || self.presence_penalty != 0.0 {
+            let answer = context.get(prompt_len..).unwrap_or(&[]);
+            processors::frequency_presence_penalty(logits, answer, self.frequency_penalty, self.presence_penalty)?;
         }
         if self.is_greedy() {
             return Ok(());

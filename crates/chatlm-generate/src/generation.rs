@@ -9,9 +9,8 @@ use serde::Serialize;
 use crate::config::GenerationConfig;
 use crate::error::GenerateError;
 use crate::model::LogitsModel;
-use crate::sampler::Sampler;
-use crate::stop::StopStringMatcher;
-use crate::stream::{StreamDecoder, TextDecoder};
+use crate::sequence::Sequence;
+use crate::stream::TextDecoder;
 
 /// Why a sequence ended (OpenAI / CLI `--json` spelling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,23 +52,8 @@ pub struct GenerationOutput {
     pub timings: Timings,
 }
 
-/// Per-sequence state of the loop.
-struct Sequence {
-    context: Vec<u32>,
-    prompt_len: usize,
-    budget: usize,
-    stream: StreamDecoder,
-    matcher: StopStringMatcher,
-    emitted: String,
-    finished: Option<FinishReason>,
-}
-
 fn model_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> GenerateError {
     GenerateError::Model(Box::new(e))
-}
-
-fn decode_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> GenerateError {
-    GenerateError::Decode(Box::new(e))
 }
 
 /// Generates for one prompt; `on_piece` receives the answer text as it becomes final.
@@ -159,16 +143,14 @@ pub fn generate_batch_cancellable<M: LogitsModel, D: TextDecoder>(
     let pad = config.pad_token_id.or(stop_ids.first().copied()).unwrap_or(0);
     // Left padding shares the window: the padded length is what the cache holds.
     let room = window - longest;
+    // Row i samples with seed + i: row 0 of a batch draws what a lone run draws, and equal
+    // prompts in one batch still get different samples.
     let mut seqs: Vec<Sequence> = prompts
         .iter()
-        .map(|p| Sequence {
-            context: p.clone(),
-            prompt_len: p.len(),
-            budget: config.new_token_budget(p.len()).min(room),
-            stream: StreamDecoder::new(config.skip_special_tokens),
-            matcher: StopStringMatcher::new(&config.stop_strings),
-            emitted: String::new(),
-            finished: None,
+        .enumerate()
+        .map(|(i, p)| {
+            let row_config = GenerationConfig { seed: config.seed.wrapping_add(i as u64), ..config.clone() };
+            Sequence::new(p.clone(), &row_config, room)
         })
         .collect();
 
@@ -184,8 +166,7 @@ pub fn generate_batch_cancellable<M: LogitsModel, D: TextDecoder>(
         })
         .unzip();
 
-    let mut sampler = Sampler::new(config.seed);
-    let max_budget = seqs.iter().map(|s| s.budget).max().unwrap_or(0);
+    let max_budget = seqs.iter().map(|s| config.new_token_budget(s.prompt_len()).min(room)).max().unwrap_or(0);
     // The last sampled token is never fed back, hence no +1: the cache holds at most
     // the padded prompt and `budget - 1` generated tokens; the extra slot is slack.
     model.reset(prompts.len(), (longest + max_budget).min(window)).map_err(model_err)?;
@@ -195,35 +176,29 @@ pub fn generate_batch_cancellable<M: LogitsModel, D: TextDecoder>(
     let t1 = Instant::now();
     let mut steps = 0usize;
 
-    for seq in seqs.iter_mut().filter(|s| s.budget == 0) {
-        seq.finished = Some(FinishReason::Length);
-    }
-    while seqs.iter().any(|s| s.finished.is_none()) {
+    while seqs.iter().any(Sequence::is_running) {
         if logits.len() != seqs.len() {
             return Err(GenerateError::LogitsShape { index: logits.len(), got: 0, expected: vocab });
         }
         let mut next = Vec::with_capacity(seqs.len());
         for (i, (seq, row)) in seqs.iter_mut().zip(logits.iter_mut()).enumerate() {
-            if seq.finished.is_some() {
+            if !seq.is_running() {
                 next.push(pad);
                 continue;
             }
             if row.len() != vocab {
                 return Err(GenerateError::LogitsShape { index: i, got: row.len(), expected: vocab });
             }
-            config.process(row, &seq.context)?;
-            let id = if config.is_greedy() { Sampler::argmax(row)? } else { sampler.sample(row)? };
-            seq.context.push(id);
+            let id = seq.choose(row)?;
             next.push(id);
-            advance(seq, decoder, id, stop_ids, &mut |p| on_piece(i, p))?;
+            seq.push(decoder, id, stop_ids, &mut |p| on_piece(i, p))?;
         }
-        if seqs.iter().all(|s| s.finished.is_some()) {
+        if !seqs.iter().any(Sequence::is_running) {
             break;
         }
         if cancel.load(Ordering::Relaxed) {
-            for (i, seq) in seqs.iter_mut().enumerate().filter(|(_, s)| s.finished.is_none()) {
-                seq.finished = Some(FinishReason::Cancelled);
-                flush(seq, decoder, &mut |p| on_piece(i, p))?;
+            for (i, seq) in seqs.iter_mut().enumerate() {
+                seq.stop(decoder, FinishReason::Cancelled, &mut |p| on_piece(i, p))?;
             }
             break;
         }
@@ -239,19 +214,7 @@ pub fn generate_batch_cancellable<M: LogitsModel, D: TextDecoder>(
         prefill_tok_s: rate(tokens.len() * longest, prefill_s),
         decode_tok_s: rate(steps * prompts.len(), decode_s),
     };
-    seqs.into_iter()
-        .map(|s| {
-            let ids = s.context[s.prompt_len..].to_vec();
-            Ok(GenerationOutput {
-                completion_tokens: ids.len(),
-                ids,
-                text: s.emitted,
-                finish_reason: s.finished.unwrap_or(FinishReason::Length),
-                prompt_tokens: s.prompt_len,
-                timings,
-            })
-        })
-        .collect()
+    Ok(seqs.into_iter().map(|s| s.into_output(timings)).collect())
 }
 
 fn rate(tokens: usize, seconds: f64) -> f64 {
@@ -259,61 +222,5 @@ fn rate(tokens: usize, seconds: f64) -> f64 {
         tokens as f64 / seconds
     } else {
         0.0
-    }
-}
-
-/// Feeds one new id of a sequence through decoding, stop ids and stop strings.
-fn advance<D: TextDecoder>(
-    seq: &mut Sequence,
-    decoder: &D,
-    id: u32,
-    stop_ids: &[u32],
-    on_piece: &mut dyn FnMut(&str),
-) -> Result<(), GenerateError> {
-    let generated = seq.context.len() - seq.prompt_len;
-    if stop_ids.contains(&id) {
-        seq.finished = Some(FinishReason::Stop);
-    } else if let Some(piece) = seq.stream.step(decoder, id).map_err(decode_err)? {
-        let released = seq.matcher.push(&piece);
-        emit(seq, &released.text, on_piece);
-        if released.stopped {
-            seq.finished = Some(FinishReason::Stop);
-            return Ok(());
-        }
-    }
-    if seq.finished.is_none() && generated >= seq.budget {
-        seq.finished = Some(FinishReason::Length);
-    }
-    if seq.finished.is_some() {
-        flush(seq, decoder, on_piece)?;
-    }
-    Ok(())
-}
-
-fn emit(seq: &mut Sequence, text: &str, on_piece: &mut dyn FnMut(&str)) {
-    if !text.is_empty() {
-        seq.emitted.push_str(text);
-        on_piece(text);
-    }
-}
-
-/// Releases what a finished sequence still holds: a trailing incomplete character in the
-/// incremental decoder, or a partial stop-string match that is now known not to complete.
-fn flush<D: TextDecoder>(seq: &mut Sequence, decoder: &D, on_piece: &mut dyn FnMut(&str)) -> Result<(), GenerateError> {
-    let full = decoder.decode_ids(seq.stream.ids(), seq.stream_skip()).map_err(decode_err)?;
-    let sent_to_matcher = seq.emitted.len() + seq.matcher.held_len();
-    let rest = full.get(sent_to_matcher..).unwrap_or("").to_string();
-    let released = seq.matcher.push(&rest);
-    emit(seq, &released.text, on_piece);
-    if !released.stopped {
-        let tail = seq.matcher.finish();
-        emit(seq, &tail, on_piece);
-    }
-    Ok(())
-}
-
-impl Sequence {
-    fn stream_skip(&self) -> bool {
-        self.stream.skip_special_tokens()
     }
 }

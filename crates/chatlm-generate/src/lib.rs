@@ -4,6 +4,7 @@
 //! - [`GenerationConfig`]: settings and `generation_config.json` defaults;
 //! - [`Sampler`]: greedy or seeded multinomial choice;
 //! - [`StopStringMatcher`], [`StreamDecoder`]: stop strings and UTF-8-safe streaming;
+//! - [`Sequence`]: one sequence's rules (processors, choice, stops, streaming), step by step;
 //! - [`LogitsModel`]: what a model implements; [`generate`] / [`generate_batch`] run the loop;
 //! - [`ChatSession`]: multi-turn chat on top of a chat template.
 
@@ -14,6 +15,7 @@ pub mod generation;
 pub mod model;
 pub mod processors;
 pub mod sampler;
+pub mod sequence;
 pub mod stop;
 pub mod stream;
 
@@ -25,5 +27,6 @@ pub use generation::{
 };
 pub use model::LogitsModel;
 pub use sampler::Sampler;
+pub use sequence::Sequence;
 pub use stop::{Released, StopStringMatcher};
 pub use stream::{StreamDecoder, TextDecoder};

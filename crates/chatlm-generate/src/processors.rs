@@ -31,6 +31,29 @@ pub fn repetition_penalty(logits: &mut [f32], context: &[u32], penalty: f32) -> 
     Ok(())
 }
 
+/// OpenAI's frequency and presence penalties over the generated ids: each id that occurs
+/// `n > 0` times gets `logit - n * frequency - presence` (the formula of OpenAI's API
+/// reference; vLLM and llama.cpp's server apply it to the answer only, as here).
+///
+/// ```
+/// let mut l = vec![1.0, 1.0, 1.0];
+/// chatlm_generate::processors::frequency_presence_penalty(&mut l, &[0, 0, 2], 0.5, 0.25).unwrap();
+/// assert_eq!(l, vec![-0.25, 1.0, 0.25]);
+/// ```
+pub fn frequency_presence_penalty(logits: &mut [f32], generated: &[u32], frequency: f32, presence: f32) -> Result<(), GenerateError> {
+    let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    for &id in generated {
+        if id as usize >= logits.len() {
+            return Err(GenerateError::TokenOutOfVocab { id, vocab_size: logits.len() });
+        }
+        *counts.entry(id).or_default() += 1;
+    }
+    for (id, n) in counts {
+        logits[id as usize] -= n as f32 * frequency + presence;
+    }
+    Ok(())
+}
+
 /// `TemperatureLogitsWarper`: divide every logit by `temperature` (> 0).
 pub fn temperature(logits: &mut [f32], temperature: f32) {
     for l in logits.iter_mut() {

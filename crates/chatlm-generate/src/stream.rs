@@ -11,6 +11,13 @@ pub trait TextDecoder {
     fn decode_ids(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, Self::Error>;
 }
 
+impl<T: TextDecoder> TextDecoder for &T {
+    type Error = T::Error;
+    fn decode_ids(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, Self::Error> {
+        (**self).decode_ids(ids, skip_special_tokens)
+    }
+}
+
 /// Incremental decoder: feed ids one at a time, get text pieces that never split a character.
 #[derive(Debug, Clone)]
 pub struct StreamDecoder {

@@ -153,12 +153,10 @@ fn generation_config_json_defaults_and_precedence() {
     assert_eq!((cfg.eos_token_id.clone(), cfg.bos_token_id), (vec![128001, 128009], Some(128000)));
     assert_eq!(cfg.new_token_budget(96), 4000);
     assert_eq!(GenerationConfig { max_new_tokens: Some(5), ..cfg.clone() }.new_token_budget(96), 5);
-    assert_eq!(cfg.stop_ids_or(&[2]), vec![128001, 128009]);
     let int = dir.join("int.json");
     std::fs::write(&int, r#"{"eos_token_id": 2, "pad_token_id": 0}"#).unwrap();
     let cfg = GenerationConfig::from_file(&int).unwrap();
     assert_eq!((cfg.eos_token_id, cfg.pad_token_id, cfg.max_length), (vec![2], Some(0), 20));
-    assert_eq!(GenerationConfig::default().stop_ids_or(&[7, 9]), vec![7, 9]);
     let bad = dir.join("bad.json");
     std::fs::write(&bad, r#"{"eos_token_id": "x"}"#).unwrap();
     let err = GenerationConfig::from_file(&bad).unwrap_err();

@@ -39,7 +39,7 @@ fn processors_match_transformers() {
                     min_p: param(p, "min_p").map(|v| v as f32),
                     ..Default::default()
                 };
-                cfg.process(&mut logits, &ids).unwrap();
+                cfg.process(&mut logits, &ids, ids.len()).unwrap();
             }
             other => panic!("unknown kind {other}"),
         }
