@@ -174,17 +174,30 @@ impl KvCache {
     /// Runs `f` on the f32 keys and values of `layer`, row 0, each laid out
     /// `(kv_heads, capacity, head_dim)`.
     pub(crate) fn with_layer_f32<R>(&self, layer: usize, f: impl FnOnce(&[f32], &[f32]) -> R) -> Result<R> {
-        let (ks, vs) = self.layer(layer)?;
-        let (k_storage, k_layout) = ks.storage_and_layout();
-        let (v_storage, v_layout) = vs.storage_and_layout();
-        match (&*k_storage, &*v_storage) {
-            (Storage::Cpu(CpuStorage::F32(k)), Storage::Cpu(CpuStorage::F32(v))) => {
-                let per_row = ks.elem_count() / self.batch;
-                let (k0, v0) = (k_layout.start_offset(), v_layout.start_offset());
-                Ok(f(&k[k0..k0 + per_row], &v[v0..v0 + per_row]))
-            }
-            _ => Err(ModelError::InvalidInput("the native decode step needs an f32 CPU cache".into())),
+        Self::with_layers_f32(&[self], layer, |kv| f(kv[0].0, kv[0].1))
+    }
+
+    /// Runs `f` on the f32 keys and values of `layer`, row 0, of every cache of `caches` at
+    /// once (`kv[i]` of `caches[i]`): the attention of several sequences in one parallel loop
+    /// needs all their storages readable together.
+    pub(crate) fn with_layers_f32<R>(caches: &[&KvCache], layer: usize, f: impl FnOnce(&[(&[f32], &[f32])]) -> R) -> Result<R> {
+        let mut guards = Vec::with_capacity(caches.len());
+        for cache in caches {
+            let (ks, vs) = cache.layer(layer)?;
+            let ((k_storage, k_layout), (v_storage, v_layout)) = (ks.storage_and_layout(), vs.storage_and_layout());
+            let per_row = ks.elem_count() / cache.batch;
+            guards.push((k_storage, v_storage, k_layout.start_offset(), v_layout.start_offset(), per_row));
         }
+        let mut kv = Vec::with_capacity(guards.len());
+        for (k_storage, v_storage, k0, v0, per_row) in &guards {
+            match (&**k_storage, &**v_storage) {
+                (Storage::Cpu(CpuStorage::F32(k)), Storage::Cpu(CpuStorage::F32(v))) => {
+                    kv.push((&k[*k0..k0 + per_row], &v[*v0..v0 + per_row]));
+                }
+                _ => return Err(ModelError::InvalidInput("the native decode step needs an f32 CPU cache".into())),
+            }
+        }
+        Ok(f(&kv))
     }
 
     fn layer(&self, layer: usize) -> Result<&(Tensor, Tensor)> {

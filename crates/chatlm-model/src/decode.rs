@@ -15,7 +15,7 @@ use candle_core::{DType, Device};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::kernels::{self, MatMulKernels, QMatrix};
+use crate::kernels::{self, CpuKernels, MatMulKernels, QMatrix};
 use crate::layers::{DecoderLayer, RmsNorm};
 use crate::linear::{Linear, Weight};
 use crate::rope::Rope;
@@ -120,15 +120,8 @@ impl NativeDecoder {
                     // `parallel_for` returns only when every head is done.
                     let out = unsafe { std::slice::from_raw_parts_mut(out.0.add(head * hd), hd) };
                     let qh = &q[head * hd..(head + 1) * hd];
-                    let base = head / groups * capacity;
-                    PROBS.with_borrow_mut(|probs| {
-                        probs.resize(visible.len(), 0.0);
-                        kernels.dots(qh, keys, base, &visible, probs);
-                        let max = kernels.scale_max(probs, scale);
-                        let sum = kernels.exp_sub_sum(probs, max);
-                        probs.iter_mut().for_each(|p| *p /= sum);
-                        kernels.weighted_rows(probs, values, base, &visible, out);
-                    });
+                    let kv = HeadKv { keys, values, base: head / groups * capacity, visible: &visible };
+                    attend_head(kernels, qh, &kv, scale, out);
                 });
             })?;
             matvec(kernels, std::slice::from_ref(&m.o), &attn, &mut y);
@@ -151,15 +144,37 @@ impl NativeDecoder {
     }
 }
 
+/// One kv head of one layer's cache as a query sees it: keys and values laid out
+/// `(kv_heads, capacity, head_dim)`, the head's first row `base`, the slots it may attend to.
+pub(crate) struct HeadKv<'a> {
+    pub(crate) keys: &'a [f32],
+    pub(crate) values: &'a [f32],
+    pub(crate) base: usize,
+    pub(crate) visible: &'a [usize],
+}
+
+/// `out = softmax(q·kᵀ·scale) v` of one query head over `kv`'s visible slots: the decode
+/// steps' attention (one sequence or several), written once so both sum alike.
+pub(crate) fn attend_head(kernels: &CpuKernels, q: &[f32], kv: &HeadKv, scale: f32, out: &mut [f32]) {
+    PROBS.with_borrow_mut(|probs| {
+        probs.resize(kv.visible.len(), 0.0);
+        kernels.dots(q, kv.keys, kv.base, kv.visible, probs);
+        let max = kernels.scale_max(probs, scale);
+        let sum = kernels.exp_sub_sum(probs, max);
+        probs.iter_mut().for_each(|p| *p /= sum);
+        kernels.weighted_rows(probs, kv.values, kv.base, kv.visible, out);
+    });
+}
+
 /// Slots the query at `slot` attends to: real tokens up to itself, within the window.
-fn visible_slots(cache: &KvCache, slot: usize, window: Option<usize>) -> Vec<usize> {
+pub(crate) fn visible_slots(cache: &KvCache, slot: usize, window: Option<usize>) -> Vec<usize> {
     (0..=slot)
         .filter(|&k| cache.is_real(0, k) && window.is_none_or(|w| k + w > slot))
         .collect()
 }
 
 /// `x` times each matrix of `parts`, outputs laid end to end in `out`.
-fn matvec(kernels: &kernels::CpuKernels, parts: &[Arc<QMatrix>], x: &[f32], out: &mut [f32]) {
+fn matvec(kernels: &CpuKernels, parts: &[Arc<QMatrix>], x: &[f32], out: &mut [f32]) {
     let mut start = 0;
     for m in parts {
         kernels.matmul(m, x, 1, &mut out[start..start + m.rows()]);

@@ -44,6 +44,7 @@
 mod cache;
 mod config;
 mod decode;
+mod decode_many;
 #[cfg(feature = "hub-download")]
 mod download;
 mod error;

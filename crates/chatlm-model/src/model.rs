@@ -215,6 +215,104 @@ impl Model {
         Ok(self.run(&input, cache, true)?.flatten_all()?.to_vec1()?)
     }
 
+    /// One decode step of several independent sequences: `tokens[i]` is appended to
+    /// `caches[i]` (each a cache of batch size 1, of any length and capacity) and the logits
+    /// of that new position are returned, in order — what [`Self::forward_last`]`(&[tokens[i]],
+    /// caches[i])` returns for each, computed together.
+    ///
+    /// Why: continuous batching. On block weights with f32 compute and [`Numerics::Native`],
+    /// the new tokens go through every matrix as one `m`-row product, so the weights are read
+    /// once per step for all sequences; only the attention runs per sequence, over its own
+    /// cache. Otherwise (llama.cpp numerics, the candle path, non-f32 caches) the sequences
+    /// are stepped one after another. One sequence is exactly `forward_last`.
+    ///
+    /// Errors: no sequences, as many tokens as caches, a token outside the vocabulary or a
+    /// cache with several rows are [`ModelError::InvalidInput`], a full cache is
+    /// [`ModelError::ContextOverflow`]; on any error every cache is left as it was.
+    ///
+    /// ```no_run
+    /// # fn demo(model: &chatlm_model::Model) -> chatlm_model::Result<()> {
+    /// let (mut a, mut b) = (model.new_cache(1, 64)?, model.new_cache(1, 64)?);
+    /// model.forward_last(&[1, 2, 3], &mut a)?;
+    /// model.forward_last(&[1, 7], &mut b)?;
+    /// let logits = model.forward_step_many(&[4, 8], &mut [&mut a, &mut b])?;
+    /// assert_eq!((logits.len(), a.len(), b.len()), (2, 4, 3));
+    /// # Ok(()) }
+    /// ```
+    pub fn forward_step_many(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Vec<Vec<f32>>> {
+        self.validate_step_many(tokens, caches)?;
+        if let ([token], [cache]) = (tokens, &mut *caches) {
+            return Ok(vec![self.forward_last(&[*token], cache)?]);
+        }
+        let native = self.native.as_ref().filter(|_| {
+            self.numerics.llamacpp_build().is_none() && caches.iter().all(|cache| cache.dtype() == DType::F32)
+        });
+        let starts: Vec<usize> = caches.iter().map(|cache| cache.len()).collect();
+        let Some(native) = native else {
+            return self.step_each(tokens, caches, &starts);
+        };
+        let mut positions = Vec::with_capacity(tokens.len());
+        for cache in caches.iter_mut() {
+            match cache.begin_step(&[vec![true]]) {
+                Ok(p) => positions.push(p[0][0]),
+                Err(e) => return Err(roll_back(caches, &starts, e)),
+            }
+        }
+        let inputs = StepInputs {
+            layers: &self.layers,
+            norm: &self.norm,
+            rope: &self.rope,
+            config: &self.config,
+        };
+        let views: Vec<&KvCache> = caches.iter().map(|cache| &**cache).collect();
+        match native.step_many(&inputs, tokens, &positions, &views) {
+            Ok(logits) => {
+                caches.iter_mut().for_each(|cache| cache.end_step(1));
+                Ok(logits)
+            }
+            Err(e) => Err(roll_back(caches, &starts, e)),
+        }
+    }
+
+    /// The fallback of [`Self::forward_step_many`]: `forward_last` per sequence; a failure
+    /// undoes the steps of the sequences before it.
+    fn step_each(&self, tokens: &[u32], caches: &mut [&mut KvCache], starts: &[usize]) -> Result<Vec<Vec<f32>>> {
+        let mut logits = Vec::with_capacity(tokens.len());
+        for (&token, cache) in tokens.iter().zip(caches.iter_mut()) {
+            match self.forward_last(&[token], cache) {
+                Ok(row) => logits.push(row),
+                Err(e) => return Err(roll_back(caches, starts, e)),
+            }
+        }
+        Ok(logits)
+    }
+
+    /// Everything [`Self::forward_step_many`] can refuse, checked before any cache changes.
+    fn validate_step_many(&self, tokens: &[u32], caches: &[&mut KvCache]) -> Result<()> {
+        let invalid = |m: String| Err(ModelError::InvalidInput(m));
+        if tokens.is_empty() {
+            return invalid("no sequences to step".into());
+        }
+        if tokens.len() != caches.len() {
+            return invalid(format!("{} tokens for {} caches", tokens.len(), caches.len()));
+        }
+        for (i, (&token, cache)) in tokens.iter().zip(caches).enumerate() {
+            if token as usize >= self.config.vocab_size {
+                return invalid(format!("token id {token} of sequence {i} is outside the vocabulary of {}", self.config.vocab_size));
+            }
+            if cache.batch_size() != 1 {
+                return invalid(format!("the cache of sequence {i} holds {} rows, not one", cache.batch_size()));
+            }
+            if cache.len() + 1 > cache.capacity() {
+                return Err(ModelError::ContextOverflow {
+                    needed: cache.len() + 1,
+                    capacity: cache.capacity(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Runs a batch (e.g. left-padded prompts, then [`BatchInput::step`]s) and returns the
     /// logits of every new position, shape `(rows, len, vocab)`. Rows at padding slots hold
     /// meaningless values.
@@ -364,6 +462,15 @@ impl Model {
         }
         Ok(new)
     }
+}
+
+/// Truncates every cache back to its length in `starts` (undoing begun or finished steps)
+/// and hands back `error`: a failed multi-sequence step leaves no cache half-written.
+fn roll_back(caches: &mut [&mut KvCache], starts: &[usize], error: ModelError) -> ModelError {
+    for (cache, &start) in caches.iter_mut().zip(starts) {
+        cache.truncate(start);
+    }
+    error
 }
 
 /// Ends the cache step of `new` slots when `result` is a success; otherwise truncates the cache

@@ -27,7 +27,7 @@ thread_local! {
 
 /// A buffer whose disjoint parts the kernel threads write.
 #[derive(Clone, Copy)]
-struct Shared(*mut f32);
+pub(crate) struct Shared(pub(crate) *mut f32);
 // SAFETY: every user writes a part no other thread touches, and `parallel_for` joins the
 // threads before the buffer is used again.
 unsafe impl Send for Shared {}
@@ -39,7 +39,7 @@ impl Shared {
     /// # Safety
     /// The range is inside the buffer and no other thread uses it meanwhile.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn slice(&self, range: Range<usize>) -> &mut [f32] {
+    pub(crate) unsafe fn slice(&self, range: Range<usize>) -> &mut [f32] {
         std::slice::from_raw_parts_mut(self.0.add(range.start), range.len())
     }
 }
@@ -85,32 +85,14 @@ impl NativeDecoder {
         add_norm(&mut x, None, first, &mut h, hidden);
         for (index, (layer, m)) in s.layers.iter().zip(&self.layers).enumerate() {
             matmul_parts(kernels, &m.qkv, &h, t, &mut qkv, &mut parts);
-            let rows = Shared(qkv.as_mut_ptr());
-            par_rows(t, ROWS, &|range| {
-                for i in range {
-                    // SAFETY: row i of `qkv`, owned by this chunk.
-                    let row = unsafe { rows.slice(i * width..i * width + q_len + kv_len) };
-                    let (cos, sin) = &angles[i];
-                    for head in row.chunks_exact_mut(hd) {
-                        s.rope.apply_one(head, cos, sin);
-                    }
-                }
-            });
+            rope_rows(s, &mut qkv, width, q_len + kv_len, &angles);
             cache.write_slots_f32(index, slot0, t, &qkv, width, q_len, q_len + kv_len)?;
             cache.with_layer_f32(index, |keys, values| attention.run(kernels, &qkv, width, keys, values, &mut panels, &mut attn))?;
             kernels.matmul(&m.o, &attn, t, &mut y);
             add_norm(&mut x, Some(&y), &layer.post_attention_norm, &mut h, hidden);
 
             matmul_parts(kernels, &m.gate_up, &h, t, &mut gate_up, &mut parts);
-            let out = Shared(act.as_mut_ptr());
-            par_rows(t, ROWS, &|range| {
-                for i in range {
-                    let row = &gate_up[i * 2 * inter..(i + 1) * 2 * inter];
-                    // SAFETY: row i of `act`, owned by this chunk.
-                    let out = unsafe { out.slice(i * inter..(i + 1) * inter) };
-                    kernels.silu_mul(&row[..inter], &row[inter..], out);
-                }
-            });
+            silu_rows(kernels, &gate_up, &mut act, inter);
             kernels.matmul(&m.down, &act, t, &mut y);
             let next = s.layers.get(index + 1).map_or(s.norm, |l| &l.input_norm);
             add_norm(&mut x, Some(&y), next, &mut h, hidden);
@@ -122,8 +104,38 @@ impl NativeDecoder {
     }
 }
 
+/// Rotates the q and k heads (the first `rotated` values) of every row of `qkv` (row stride
+/// `width`), row `i` at the angles `angles[i]` of its own position.
+pub(crate) fn rope_rows(s: &StepInputs, qkv: &mut [f32], width: usize, rotated: usize, angles: &[(Vec<f32>, Vec<f32>)]) {
+    let hd = s.config.head_dim;
+    let rows = Shared(qkv.as_mut_ptr());
+    par_rows(angles.len(), ROWS, &|range| {
+        for i in range {
+            // SAFETY: row i of `qkv`, owned by this chunk.
+            let row = unsafe { rows.slice(i * width..i * width + rotated) };
+            let (cos, sin) = &angles[i];
+            for head in row.chunks_exact_mut(hd) {
+                s.rope.apply_one(head, cos, sin);
+            }
+        }
+    });
+}
+
+/// `act = silu(gate) · up` row by row, each row of `gate_up` being gate then up (`inter` each).
+pub(crate) fn silu_rows(kernels: &CpuKernels, gate_up: &[f32], act: &mut [f32], inter: usize) {
+    let out = Shared(act.as_mut_ptr());
+    par_rows(act.len() / inter, ROWS, &|range| {
+        for i in range {
+            let row = &gate_up[i * 2 * inter..(i + 1) * 2 * inter];
+            // SAFETY: row i of `act`, owned by this chunk.
+            let out = unsafe { out.slice(i * inter..(i + 1) * inter) };
+            kernels.silu_mul(&row[..inter], &row[inter..], out);
+        }
+    });
+}
+
 /// `x += y` (when given), then `h = norm(x)`, row by row on the kernel threads.
-fn add_norm(x: &mut [f32], y: Option<&[f32]>, norm: &RmsNorm, h: &mut [f32], hidden: usize) {
+pub(crate) fn add_norm(x: &mut [f32], y: Option<&[f32]>, norm: &RmsNorm, h: &mut [f32], hidden: usize) {
     let (xs, hs) = (Shared(x.as_mut_ptr()), Shared(h.as_mut_ptr()));
     par_rows(x.len() / hidden, ROWS, &|range| {
         for i in range {
@@ -139,7 +151,7 @@ fn add_norm(x: &mut [f32], y: Option<&[f32]>, norm: &RmsNorm, h: &mut [f32], hid
 }
 
 /// `x` (`m` rows) times each matrix of `parts`, the outputs of one row laid end to end.
-fn matmul_parts(kernels: &CpuKernels, parts: &[Arc<QMatrix>], x: &[f32], m: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
+pub(crate) fn matmul_parts(kernels: &CpuKernels, parts: &[Arc<QMatrix>], x: &[f32], m: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
     if let [only] = parts {
         return kernels.matmul(only, x, m, out);
     }
