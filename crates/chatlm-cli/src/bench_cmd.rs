@@ -6,9 +6,9 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use chatlm_generate::Sampler;
-use chatlm_model::{Model, ProcessMemory};
+use anyhow::{bail, Result};
+use chatlm::bench::{bench_prompt, speed_run, SpeedRun};
+use chatlm_model::ProcessMemory;
 use clap::Args;
 use serde::Serialize;
 
@@ -32,13 +32,6 @@ pub struct BenchArgs {
     json: bool,
 }
 
-/// One repetition.
-#[derive(Debug, Clone, Copy, Serialize)]
-struct Run {
-    prefill_tok_s: f64,
-    decode_tok_s: f64,
-}
-
 /// What `--json` prints.
 #[derive(Debug, Serialize)]
 struct Report {
@@ -52,7 +45,7 @@ struct Report {
     weights_mib: f64,
     rss_after_load_mib: Option<f64>,
     peak_rss_mib: Option<f64>,
-    runs: Vec<Run>,
+    runs: Vec<SpeedRun>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -73,9 +66,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if total > context {
         bail!("--prompt-tokens + --gen-tokens = {total} exceeds the context window of {context} tokens");
     }
-    let prompt = prompt_ids(args.prompt_tokens, model.config().vocab_size);
+    let prompt = bench_prompt(args.prompt_tokens, model.config().vocab_size);
     let runs = (0..args.runs)
-        .map(|_| one_run(&model, &prompt, args.gen_tokens))
+        .map(|_| speed_run(&model, &prompt, args.gen_tokens).map_err(anyhow::Error::from))
         .collect::<Result<Vec<_>>>()?;
     let peak = ProcessMemory::current();
     let report = Report {
@@ -97,38 +90,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         print_table(&report);
     }
     Ok(())
-}
-
-/// Deterministic ids spread over the vocabulary (like llama-bench's random prompt, but
-/// the same on every run so runs and tools compare).
-fn prompt_ids(len: usize, vocab: usize) -> Vec<u32> {
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % vocab as u64) as u32
-        })
-        .collect()
-}
-
-fn one_run(model: &Model, prompt: &[u32], gen_tokens: usize) -> Result<Run> {
-    let mut cache = model.new_cache(1, prompt.len() + gen_tokens)?;
-    let t0 = Instant::now();
-    let logits = model.forward_last(prompt, &mut cache).context("prefill")?;
-    let prefill_s = t0.elapsed().as_secs_f64();
-    let mut next = Sampler::argmax(&logits)?;
-    let t1 = Instant::now();
-    for _ in 0..gen_tokens {
-        let logits = model.forward_last(&[next], &mut cache).context("decode step")?;
-        next = Sampler::argmax(&logits)?;
-    }
-    let decode_s = t1.elapsed().as_secs_f64();
-    Ok(Run {
-        prefill_tok_s: prompt.len() as f64 / prefill_s.max(f64::MIN_POSITIVE),
-        decode_tok_s: gen_tokens as f64 / decode_s.max(f64::MIN_POSITIVE),
-    })
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {

@@ -8,7 +8,7 @@
 //! - [`Pipeline`]: `generate`, `generate_stream`, `chat` on one KV cache, with prompt
 //!   caching ([`ModelLm`]: only what follows the cached prefix is prefilled);
 //! - [`Batcher`]: continuous batching of many requests for a server ([`batch`]);
-//! - [`logprobs`]: OpenAI-style log-probabilities of a step.
+//! - [`logprobs`]: OpenAI-style log-probabilities of a step; [`bench`]: prefill/decode speed.
 //!
 //! ```
 //! use chatlm::{GenerationConfig, LoadSpec, Pipeline, Prompt};
@@ -26,6 +26,7 @@
 //! ```
 
 pub mod batch;
+pub mod bench;
 mod engine;
 mod error;
 mod lm;
