@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::generation::{apply, start, Choice, Running};
 use crate::params::{sampling, Fields, Sampling};
 use crate::tools;
+use chatlm::constraint;
 use crate::{read_json, App};
 
 /// What kind of answer is being built.
@@ -64,14 +65,29 @@ async fn chat_inner(app: Arc<App>, body: Body) -> Result<Response, ApiError> {
         (Some(Value::Array(list)), _) => Some(list.clone()),
         (Some(v), _) => return Err(ApiError::invalid(format!("`tools` must be a list, got {v}"), Some("tools"))),
     };
-    if let Some(format) = f.value("response_format") {
-        check_response_format(format)?;
+    let forced = forced_tool(f.value("tool_choice"), tools.as_deref())?;
+    let format = match f.value("response_format") {
+        Some(format) => response_format(format)?,
+        None => None,
+    };
+    if forced.is_some() && format.is_some() {
+        return Err(ApiError::invalid("a forced tool call and a JSON `response_format` cannot both constrain the answer", Some("response_format")));
     }
     let mut request = ChatRequest::new(messages);
     let has_tools = tools.is_some();
     request.tools = tools;
     let engine = Arc::clone(app.batcher.engine());
     let prompt = engine.render_request(request, true).map_err(|e| ApiError::from_pipeline(&e))?;
+    // One constraint per choice (each walks its own grammar state); checked once up front so
+    // a bad schema is a 400 before anything runs.
+    let constraint: Constraints = match (forced, format) {
+        (Some(only), _) => {
+            let tools = tools.clone().unwrap_or_default();
+            Box::new(move || constraint::tool_call_constraint(&engine, &tools, only.as_deref()).map(Some))
+        }
+        (None, Some(schema)) => Box::new(move || constraint::json_constraint(&engine, schema.as_ref()).map(Some)),
+        (None, None) => Box::new(|| Ok(None)),
+    };
     let meta = Meta {
         api: Api::Chat,
         id: format!("chatcmpl-{}", crate::random_id()),
@@ -83,7 +99,7 @@ async fn chat_inner(app: Arc<App>, body: Body) -> Result<Response, ApiError> {
     };
     // With tools, special tokens stay in the text until the calls are parsed out
     // (`[TOOL_CALLS]`, `<|python_tag|>` are special tokens).
-    run(&app, &[prompt], sampling, meta).await
+    run(&app, &[prompt], sampling, meta, constraint).await
 }
 
 async fn completions_inner(app: Arc<App>, body: Body) -> Result<Response, ApiError> {
@@ -129,7 +145,7 @@ async fn completions_inner(app: Arc<App>, body: Body) -> Result<Response, ApiErr
         logprobs: sampling.logprobs.is_some(),
         include_usage: sampling.include_usage,
     };
-    run(&app, &prompts, sampling, meta).await
+    run(&app, &prompts, sampling, meta, Box::new(|| Ok(None))).await
 }
 
 /// `messages` checked and shaped for the template: roles are strings, content is a string,
@@ -178,20 +194,55 @@ fn text_parts(parts: &[Value], param: &str) -> Result<String, ApiError> {
     Ok(texts.join("\n"))
 }
 
-fn check_response_format(format: &Value) -> Result<(), ApiError> {
+/// `response_format`: `None` for text, `Some(None)` for any JSON object, `Some(Some(schema))`
+/// for a JSON schema.
+fn response_format(format: &Value) -> Result<Option<Option<Value>>, ApiError> {
+    const PARAM: Option<&str> = Some("response_format");
     match format.get("type").and_then(Value::as_str) {
-        Some("text") => Ok(()),
-        Some("json_object" | "json_schema") => Err(ApiError::invalid(
-            "`response_format` JSON modes need constrained decoding, which this server does not have yet",
-            Some("response_format"),
-        )),
-        _ => Err(ApiError::invalid(format!("`response_format.type` must be text, json_object or json_schema, got {format}"), Some("response_format"))),
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(None)),
+        Some("json_schema") => {
+            let schema = format.pointer("/json_schema/schema").filter(|s| s.is_object() || s.is_boolean()).ok_or_else(|| {
+                ApiError::invalid("`response_format.json_schema.schema` (a JSON schema object) is required", PARAM)
+            })?;
+            Ok(Some(Some(schema.clone())))
+        }
+        _ => Err(ApiError::invalid(format!("`response_format.type` must be text, json_object or json_schema, got {format}"), PARAM)),
     }
 }
 
-async fn run(app: &App, prompts: &[Vec<u32>], sampling: Sampling, meta: Meta) -> Result<Response, ApiError> {
+/// `tool_choice`: `None` when the model may answer freely (`auto`, `none`, absent),
+/// `Some(None)` for `required` (a call to any tool), `Some(Some(name))` for one named function.
+fn forced_tool(choice: Option<&Value>, tools: Option<&[Value]>) -> Result<Option<Option<String>>, ApiError> {
+    const PARAM: Option<&str> = Some("tool_choice");
+    let forced = match choice {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s == "auto" || s == "none" => return Ok(None),
+        Some(Value::String(s)) if s == "required" => None,
+        Some(v @ Value::Object(_)) => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) => Some(name.to_string()),
+            None => return Err(ApiError::invalid("`tool_choice` objects need `function.name`", PARAM)),
+        },
+        Some(v) => return Err(ApiError::invalid(format!("`tool_choice` must be auto, none, required or a function, got {v}"), PARAM)),
+    };
+    let names: Vec<&str> = tools.unwrap_or_default().iter().filter_map(|t| t.pointer("/function/name").and_then(Value::as_str)).collect();
+    if names.is_empty() {
+        return Err(ApiError::invalid("`tool_choice` forces a tool call but `tools` names no function", PARAM));
+    }
+    if let Some(name) = &forced {
+        if !names.contains(&name.as_str()) {
+            return Err(ApiError::invalid(format!("`tool_choice` names `{name}`, which is not in `tools`"), PARAM));
+        }
+    }
+    Ok(Some(forced))
+}
+
+/// Makes each choice's constraint (or none).
+type Constraints = Box<dyn Fn() -> chatlm::Result<Option<Box<dyn chatlm::Constraint>>> + Send + Sync>;
+
+async fn run(app: &App, prompts: &[Vec<u32>], sampling: Sampling, meta: Meta, constraint: Constraints) -> Result<Response, ApiError> {
     let skip_special = !meta.tools;
-    let running = start(&app.batcher, prompts, &sampling, skip_special)?;
+    let running = start(&app.batcher, prompts, &sampling, skip_special, &*constraint)?;
     let count = prompts.len() * sampling.n;
     let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
     if sampling.stream {

@@ -44,7 +44,13 @@ impl Drop for Running {
 
 /// Submits `prompts × sampling.n` choices (choice `p·n + j` is prompt `p`, sample `j`,
 /// seeded `seed + j`).
-pub fn start(batcher: &Batcher, prompts: &[Vec<u32>], sampling: &Sampling, skip_special_tokens: bool) -> Result<Running, ApiError> {
+pub fn start(
+    batcher: &Batcher,
+    prompts: &[Vec<u32>],
+    sampling: &Sampling,
+    skip_special_tokens: bool,
+    constraint: &dyn Fn() -> chatlm::Result<Option<Box<dyn chatlm::Constraint>>>,
+) -> Result<Running, ApiError> {
     let (tx, rx) = unbounded_channel();
     // Built first: returning early drops it, which cancels what was already submitted.
     let mut running = Running { events: rx, cancels: Vec::new() };
@@ -57,7 +63,9 @@ pub fn start(batcher: &Batcher, prompts: &[Vec<u32>], sampling: &Sampling, skip_
             let cancel = Arc::new(AtomicBool::new(false));
             running.cancels.push(Arc::clone(&cancel));
             let tx = tx.clone();
+            let constraint = constraint().map_err(|e| ApiError::from_pipeline(&e))?;
             let request = Request {
+                constraint,
                 prompt: prompt.clone(),
                 config,
                 ignore_eos: false,

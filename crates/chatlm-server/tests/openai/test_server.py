@@ -215,3 +215,64 @@ def test_queue_full_is_503():
         assert 503 in codes and 200 in codes, codes
     finally:
         s.stop()
+
+
+def test_json_mode_answers_parse(client):
+    r = chat(client, temperature=0, max_tokens=120, response_format={"type": "json_object"},
+             messages=[{"role": "user", "content": "Describe a cat as JSON."}])
+    value = json.loads(r.choices[0].message.content)
+    assert isinstance(value, dict)
+
+
+def test_json_schema_answers_validate(client):
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    r = chat(client, temperature=0, max_tokens=120,
+             response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
+             messages=[{"role": "user", "content": "Invent a person with a name and an age."}])
+    value = json.loads(r.choices[0].message.content)
+    assert set(value) == {"name", "age"}
+    assert isinstance(value["name"], str) and isinstance(value["age"], int)
+    # Streamed, the pieces join into the same valid JSON.
+    text = "".join(c.choices[0].delta.content or "" for c in chat(
+        client, temperature=0, max_tokens=120, stream=True,
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
+        messages=[{"role": "user", "content": "Invent a person with a name and an age."}]) if c.choices)
+    assert json.loads(text) == value
+
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+def test_forced_tool_calls_come_back_parsed(client):
+    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        r = chat(client, temperature=0, max_tokens=80, tools=TOOLS, tool_choice=choice,
+                 messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+        c = r.choices[0]
+        assert c.finish_reason == "tool_calls", c
+        call = c.message.tool_calls[0]
+        assert call.type == "function" and call.function.name == "get_weather" and call.id.startswith("call_")
+        assert isinstance(json.loads(call.function.arguments)["city"], str)
+    # The same through a stream: one delta carries the calls.
+    chunks = list(chat(client, temperature=0, max_tokens=80, tools=TOOLS, tool_choice="required", stream=True,
+                       messages=[{"role": "user", "content": "What is the weather in Paris?"}]))
+    calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert calls and calls[0].function.name == "get_weather"
+    # A tool result goes back through the template.
+    follow = chat(client, temperature=0, max_tokens=16, tools=TOOLS, messages=[
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+            "name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C, sunny"}])
+    assert follow.choices[0].message.content is not None
+
+
+def test_bad_constraints_are_400(client):
+    with pytest.raises(openai.BadRequestError):
+        chat(client, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}})
+    with pytest.raises(openai.BadRequestError):
+        chat(client, response_format={"type": "json_schema", "json_schema": {"name": "x"}})
+    with pytest.raises(openai.BadRequestError):
+        chat(client, response_format={"type": "xml"})
