@@ -73,4 +73,8 @@ pub enum GenerateError {
     /// Decoding generated ids to text failed.
     #[error("decoding ids to text failed")]
     Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An output [`Constraint`](crate::Constraint) failed: its mask could not be computed, or
+    /// an id it does not allow was pushed (the message comes from the constraint).
+    #[error("output constraint: {0}")]
+    Constraint(String),
 }

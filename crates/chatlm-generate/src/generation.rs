@@ -7,6 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::GenerationConfig;
+use crate::constraint::Constraint;
 use crate::error::GenerateError;
 use crate::model::LogitsModel;
 use crate::sequence::Sequence;
@@ -100,6 +101,24 @@ pub fn generate_cancellable<M: LogitsModel, D: TextDecoder>(
     outs.pop().ok_or(GenerateError::EmptyPrompt { index: 0 })
 }
 
+/// [`generate_cancellable`] with the answer restricted by `constraint` (a JSON schema, a
+/// grammar): it masks every step's logits and ends the answer once complete.
+#[allow(clippy::too_many_arguments)] // generate_cancellable's arguments plus the constraint
+pub fn generate_constrained<M: LogitsModel, D: TextDecoder>(
+    model: &mut M,
+    decoder: &D,
+    prompt: &[u32],
+    config: &GenerationConfig,
+    stop_ids: &[u32],
+    constraint: Box<dyn Constraint>,
+    cancel: &AtomicBool,
+    mut on_piece: impl FnMut(&str),
+) -> Result<GenerationOutput, GenerateError> {
+    let mut outs =
+        run_batch(model, decoder, &[prompt.to_vec()], vec![Some(constraint)], config, stop_ids, cancel, |_, p| on_piece(p))?;
+    outs.pop().ok_or(GenerateError::EmptyPrompt { index: 0 })
+}
+
 /// Generates for several prompts at once: prompts are left-padded to one length with an
 /// attention mask, each sequence stops on its own and is fed padding once finished.
 /// `on_piece(i, text)` streams sequence `i`.
@@ -120,6 +139,22 @@ pub fn generate_batch_cancellable<M: LogitsModel, D: TextDecoder>(
     model: &mut M,
     decoder: &D,
     prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    stop_ids: &[u32],
+    cancel: &AtomicBool,
+    on_piece: impl FnMut(usize, &str),
+) -> Result<Vec<GenerationOutput>, GenerateError> {
+    let constraints = prompts.iter().map(|_| None).collect();
+    run_batch(model, decoder, prompts, constraints, config, stop_ids, cancel, on_piece)
+}
+
+/// The loop behind every entry point; `constraints[i]` restricts sequence `i`.
+#[allow(clippy::too_many_arguments)]
+fn run_batch<M: LogitsModel, D: TextDecoder>(
+    model: &mut M,
+    decoder: &D,
+    prompts: &[Vec<u32>],
+    constraints: Vec<Option<Box<dyn Constraint>>>,
     config: &GenerationConfig,
     stop_ids: &[u32],
     cancel: &AtomicBool,
@@ -147,10 +182,15 @@ pub fn generate_batch_cancellable<M: LogitsModel, D: TextDecoder>(
     // prompts in one batch still get different samples.
     let mut seqs: Vec<Sequence> = prompts
         .iter()
+        .zip(constraints)
         .enumerate()
-        .map(|(i, p)| {
+        .map(|(i, (p, constraint))| {
             let row_config = GenerationConfig { seed: config.seed.wrapping_add(i as u64), ..config.clone() };
-            Sequence::new(p.clone(), &row_config, room)
+            let seq = Sequence::new(p.clone(), &row_config, room);
+            match constraint {
+                Some(c) => seq.with_constraint(c),
+                None => seq,
+            }
         })
         .collect();
 

@@ -3,10 +3,11 @@
 //!
 //! Why a type of its own: the fixed-batch loop of [`crate::generate_batch`] and a continuous
 //! batcher (a server, where sequences join and leave between steps) run the same per-sequence
-//! rules — processors, choice, stop ids, stop strings, UTF-8-safe streaming, length — and
-//! this is the one place those rules live.
+//! rules — processors, choice, stop ids, stop strings, UTF-8-safe streaming, length, an
+//! optional output [`Constraint`] — and this is the one place those rules live.
 
 use crate::config::GenerationConfig;
+use crate::constraint::Constraint;
 use crate::error::GenerateError;
 use crate::generation::{FinishReason, GenerationOutput, Timings};
 use crate::sampler::Sampler;
@@ -31,7 +32,6 @@ use crate::stream::{StreamDecoder, TextDecoder};
 /// assert_eq!((seq.generated(), text.as_str()), (&[1, 2][..], "a"));
 /// assert_eq!(seq.finish_reason(), Some(chatlm_generate::FinishReason::Stop));
 /// ```
-#[derive(Debug, Clone)]
 pub struct Sequence {
     config: GenerationConfig,
     sampler: Sampler,
@@ -42,6 +42,20 @@ pub struct Sequence {
     matcher: StopStringMatcher,
     emitted: String,
     finished: Option<FinishReason>,
+    constraint: Option<Box<dyn Constraint>>,
+}
+
+impl std::fmt::Debug for Sequence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequence")
+            .field("context", &self.context)
+            .field("prompt_len", &self.prompt_len)
+            .field("budget", &self.budget)
+            .field("emitted", &self.emitted)
+            .field("finished", &self.finished)
+            .field("constrained", &self.constraint.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sequence {
@@ -60,7 +74,21 @@ impl Sequence {
             emitted: String::new(),
             finished: (budget == 0).then_some(FinishReason::Length),
             config: config.clone(),
+            constraint: None,
         }
+    }
+
+    /// Restricts the ids this sequence may produce to what `constraint` allows; once the
+    /// constraint is complete the sequence ends ([`FinishReason::Stop`]) with the id that
+    /// completed it, so no text follows the constrained output.
+    pub fn with_constraint(mut self, constraint: Box<dyn Constraint>) -> Self {
+        self.constraint = Some(constraint);
+        self
+    }
+
+    /// Whether a constraint restricts this sequence.
+    pub fn is_constrained(&self) -> bool {
+        self.constraint.is_some()
     }
 
     /// The settings this sequence runs with.
@@ -98,9 +126,15 @@ impl Sequence {
         self.finished.is_none()
     }
 
-    /// Applies the processors to `logits` (in place) and picks the next id: argmax when the
-    /// config is greedy, otherwise a draw from this sequence's sampler.
+    /// Masks `logits` with the constraint (when there is one), applies the processors (in
+    /// place) and picks the next id: argmax when the config is greedy, otherwise a draw from
+    /// this sequence's sampler.
     pub fn choose(&mut self, logits: &mut [f32]) -> Result<u32, GenerateError> {
+        // Masking first: a temperature or top-p sees only the ids that may follow, so the
+        // probability mass is shared among them.
+        if let Some(constraint) = &mut self.constraint {
+            constraint.mask(logits)?;
+        }
         self.config.process(logits, &self.context, self.prompt_len)?;
         if self.config.is_greedy() {
             Sampler::argmax(logits)
@@ -109,8 +143,9 @@ impl Sequence {
         }
     }
 
-    /// Appends `id`: ends the sequence on a stop id, a stop string or the budget, and hands
-    /// the text that became final to `on_piece` (a stop string, even partly, never is).
+    /// Appends `id` (advancing the constraint over it): ends the sequence on a stop id, a stop
+    /// string, a complete constraint or the budget, and hands the text that became final to
+    /// `on_piece` (a stop string, even partly, never is).
     pub fn push<D: TextDecoder>(
         &mut self,
         decoder: &D,
@@ -120,6 +155,9 @@ impl Sequence {
     ) -> Result<Option<FinishReason>, GenerateError> {
         if self.finished.is_some() {
             return Ok(self.finished);
+        }
+        if let Some(constraint) = &mut self.constraint {
+            constraint.commit(id)?;
         }
         self.context.push(id);
         let generated = self.context.len() - self.prompt_len;
@@ -132,6 +170,9 @@ impl Sequence {
                 self.finished = Some(FinishReason::Stop);
                 return Ok(self.finished);
             }
+        }
+        if self.finished.is_none() && self.constraint.as_ref().is_some_and(|c| c.is_complete()) {
+            self.finished = Some(FinishReason::Stop);
         }
         if self.finished.is_none() && generated >= self.budget {
             self.finished = Some(FinishReason::Length);

@@ -78,6 +78,13 @@ pub enum TokenizerError {
         /// The library's message.
         message: String,
     },
+    /// The tokens cannot be spelled as bytes (what constrained decoding builds its token
+    /// trie from): the decoder is not byte-level BPE nor SentencePiece-like.
+    #[error("cannot spell the tokens as bytes: {reason}")]
+    TokenBytes {
+        /// Which decoder or token was in the way.
+        reason: String,
+    },
     /// An id that is not in the vocabulary.
     #[error("token id {id} is outside the vocabulary ({len} tokens)")]
     UnknownId {

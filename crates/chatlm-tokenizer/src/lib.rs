@@ -10,6 +10,7 @@
 //! - [`PadOptions`] / [`PaddedBatch`] — batch padding and truncation
 //! - `fast` — the hand-written encode path for byte-level BPE (same ids, several times faster)
 //! - [`DecodeStream`] — UTF-8-safe incremental decoding for streaming
+//! - [`Tokenizer::token_bytes`] / [`TokenBytes`] — each id as bytes (for constrained decoding)
 //! - [`gguf_vocab`] — rebuilding a tokenizer from GGUF `tokenizer.ggml.*` metadata
 //! - [`TokenizerError`] — every failure, with the file, token or id involved
 //!
@@ -29,10 +30,12 @@ pub mod gguf_vocab;
 mod padding;
 mod save;
 mod stream;
+mod token_bytes;
 mod tokenizer;
 
 pub use config::{ChatTemplateSource, DeclaredToken, PaddingSide, SpecialTokens, TokenizerConfig, SPECIAL_ROLES};
 pub use error::TokenizerError;
 pub use padding::{PadOptions, PaddedBatch};
 pub use stream::DecodeStream;
+pub use token_bytes::TokenBytes;
 pub use tokenizer::{clean_up_tokenization, Encoding, LoadOptions, Tokenizer, END_OF_TURN_TOKENS};

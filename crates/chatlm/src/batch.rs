@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use chatlm_generate::{FinishReason, GenerateError, GenerationConfig, GenerationOutput, LogitsModel, Sequence, Timings};
+use chatlm_generate::{Constraint, FinishReason, GenerateError, GenerationConfig, GenerationOutput, LogitsModel, Sequence, Timings};
 use chatlm_model::KvCache;
 
 use crate::engine::Engine;
@@ -69,6 +69,9 @@ pub struct Request {
     pub ignore_eos: bool,
     /// `Some(k)`: report each chosen token's log-probability and the `k` most likely ones.
     pub logprobs: Option<usize>,
+    /// Restricts the answer (a JSON schema, a forced tool call: [`crate::constraint`]); the
+    /// answer ends once the constrained text is complete.
+    pub constraint: Option<Box<dyn Constraint>>,
     /// Raised by the caller to stop the request at the next step.
     pub cancel: Arc<AtomicBool>,
     /// Receives the events.
@@ -389,7 +392,19 @@ impl Worker {
             let slot = &mut self.slots[i];
             slot.lm.note_appended(token);
             let Some(active) = slot.active.as_mut() else { continue };
-            let (ok, done) = advance(&self.engine, active, &mut row)?;
+            let (ok, done) = match advance(&self.engine, active, &mut row) {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    // This request's own failure (its constraint, decoding its text): the step
+                    // itself went well, so the other sequences go on.
+                    if let Some(mut active) = slot.active.take() {
+                        self.stats.running.fetch_sub(1, Ordering::Relaxed);
+                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        (active.request.sink)(Event::Failed(e));
+                    }
+                    continue;
+                }
+            };
             self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
             if !ok {
                 active.request.cancel.store(true, Ordering::Relaxed);
@@ -410,7 +425,10 @@ impl Worker {
 fn prefill(engine: &Engine, lm: &mut ModelLm, mut request: Request) -> Option<Active> {
     let window = lm.context_window();
     let room = window - request.prompt.len().min(window);
-    let seq = Sequence::new(request.prompt.clone(), &request.config, room);
+    let mut seq = Sequence::new(request.prompt.clone(), &request.config, room);
+    if let Some(constraint) = request.constraint.take() {
+        seq = seq.with_constraint(constraint);
+    }
     let budget = room.min(request.config.new_token_budget(request.prompt.len()));
     let stop_ids = if request.ignore_eos { Vec::new() } else { engine.stop_ids().to_vec() };
     let result = lm

@@ -3,7 +3,7 @@
 //! [`ModelLm`](crate::ModelLm) of its own (its KV cache).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use chatlm_generate::GenerationConfig;
@@ -12,6 +12,7 @@ use chatlm_template::{apply_chat_template, ApplyOptions, ChatRequest, ChatTempla
 use chatlm_tokenizer::Tokenizer;
 use serde_json::Value;
 
+use crate::constraint::ConstraintEnv;
 use crate::error::{Error, Result};
 use crate::lm::ModelLm;
 use crate::source::{display_name as source_name, resolve};
@@ -48,6 +49,9 @@ pub struct Engine {
     source: ModelSource,
     name: String,
     load_s: f64,
+    /// llguidance's token trie for structured output, built on first use (it takes a
+    /// moment on a large vocabulary; most engines never need it). A failure is kept too.
+    constraints: OnceLock<std::result::Result<ConstraintEnv, String>>,
 }
 
 impl Engine {
@@ -75,7 +79,17 @@ impl Engine {
         };
         let stop_ids = stop_ids(&tokenizer, &generation, Some(model.config().vocab_size));
         let load_s = start.elapsed().as_secs_f64();
-        Ok(Engine { model: Arc::new(model), tokenizer, template, generation, stop_ids, source, name, load_s })
+        Ok(Engine {
+            model: Arc::new(model),
+            tokenizer,
+            template,
+            generation,
+            stop_ids,
+            source,
+            name,
+            load_s,
+            constraints: OnceLock::new(),
+        })
     }
 
     /// The decoder.
@@ -171,6 +185,14 @@ impl Engine {
             .map_err(Error::Render)?;
         // `tokenize: true` always fills `ids`.
         Ok(applied.ids.unwrap_or_default())
+    }
+
+    /// The structured-output environment of this engine (built on the first call).
+    pub(crate) fn constraint_env(&self) -> Result<&ConstraintEnv> {
+        let env = self
+            .constraints
+            .get_or_init(|| ConstraintEnv::build(&self.tokenizer, self.model.config().vocab_size, &self.stop_ids));
+        env.as_ref().map_err(|reason| Error::ConstraintSetup { name: self.name.clone(), reason: reason.clone() })
     }
 
     /// Ids → text (special tokens dropped when `skip_special_tokens`).

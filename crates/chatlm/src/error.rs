@@ -110,6 +110,15 @@ pub enum Error {
     /// The model's forward pass failed.
     #[error("running the model")]
     Model(#[source] ModelError),
+    /// Structured output (a JSON schema, a grammar, a forced tool call) is not available for
+    /// this model: its tokens could not be spelled as bytes for the grammar engine.
+    #[error("structured output is not available for {name}: {reason}")]
+    ConstraintSetup {
+        /// The model.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
     /// The batcher's worker is gone (it stopped after an earlier failure).
     #[error("the generation worker has stopped")]
     WorkerGone,

@@ -8,7 +8,9 @@
 //! - [`Pipeline`]: `generate`, `generate_stream`, `chat` on one KV cache, with prompt
 //!   caching ([`ModelLm`]: only what follows the cached prefix is prefilled);
 //! - [`Batcher`]: continuous batching of many requests for a server ([`batch`]);
-//! - [`logprobs`]: OpenAI-style log-probabilities of a step; [`bench`]: prefill/decode speed.
+//! - [`logprobs`]: OpenAI-style log-probabilities of a step; [`bench`]: prefill/decode speed;
+//! - [`constraint`]: structured output — JSON mode, JSON schemas, forced tool calls
+//!   ([`Pipeline::generate_constrained`], [`Request::constraint`]).
 //!
 //! ```
 //! use chatlm::{GenerationConfig, LoadSpec, Pipeline, Prompt};
@@ -27,6 +29,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod constraint;
 mod engine;
 mod error;
 mod lm;
@@ -37,6 +40,7 @@ mod stops;
 mod text;
 
 pub use batch::{BatchOptions, Batcher, Event, Request, Stats, SubmitError};
+pub use constraint::{json_constraint, lark_constraint, tool_call_constraint};
 pub use engine::{load_model, Engine, LoadSpec};
 pub use error::{Error, Result};
 pub use lm::ModelLm;
@@ -46,6 +50,6 @@ pub use stops::stop_ids;
 pub use text::{TemplateRenderer, TokenizerDecoder};
 
 /// Settings and results of generation, re-exported so callers need only this crate.
-pub use chatlm_generate::{FinishReason, GenerationConfig, GenerationOutput, Timings};
+pub use chatlm_generate::{Constraint, FinishReason, GenerationConfig, GenerationOutput, Timings};
 /// Model loading options callers set.
 pub use chatlm_model::{Numerics, Quantization};

@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use chatlm_generate::{generate_cancellable, ChatSession, GenerationConfig, GenerationOutput};
+use chatlm_generate::{generate_cancellable, generate_constrained, ChatSession, Constraint, GenerationConfig, GenerationOutput};
 use serde_json::{json, Value};
 
 use crate::engine::{Engine, LoadSpec};
@@ -123,11 +123,41 @@ impl Pipeline {
         cancel: &AtomicBool,
         on_piece: impl FnMut(&str),
     ) -> Result<GenerationOutput> {
-        let ids = self.engine.prompt_ids(&prompt.into())?;
+        self.run(prompt.into(), config, None, cancel, on_piece)
+    }
+
+    /// [`Self::generate_cancellable`] with the answer restricted by `constraint` (from
+    /// [`json_constraint`](crate::json_constraint), [`tool_call_constraint`](crate::tool_call_constraint), ...):
+    /// every step allows only what may follow, and the answer ends (finish reason `stop`)
+    /// once the constrained text is complete. Give `max_new_tokens` room for all of it: an
+    /// answer cut by the budget ends with `length` and is incomplete.
+    pub fn generate_constrained(
+        &mut self,
+        prompt: impl Into<Prompt>,
+        config: &GenerationConfig,
+        constraint: Box<dyn Constraint>,
+        cancel: &AtomicBool,
+        on_piece: impl FnMut(&str),
+    ) -> Result<GenerationOutput> {
+        self.run(prompt.into(), config, Some(constraint), cancel, on_piece)
+    }
+
+    fn run(
+        &mut self,
+        prompt: Prompt,
+        config: &GenerationConfig,
+        constraint: Option<Box<dyn Constraint>>,
+        cancel: &AtomicBool,
+        on_piece: impl FnMut(&str),
+    ) -> Result<GenerationOutput> {
+        let ids = self.engine.prompt_ids(&prompt)?;
         let stop_ids: &[u32] = if self.ignore_eos { &[] } else { self.engine.stop_ids() };
         let decoder = TokenizerDecoder(self.engine.tokenizer());
-        let mut out = generate_cancellable(&mut self.lm, &decoder, &ids, config, stop_ids, cancel, on_piece)
-            .map_err(|e| Error::Generate { name: self.engine.name().to_string(), source: e })?;
+        let out = match constraint {
+            Some(c) => generate_constrained(&mut self.lm, &decoder, &ids, config, stop_ids, c, cancel, on_piece),
+            None => generate_cancellable(&mut self.lm, &decoder, &ids, config, stop_ids, cancel, on_piece),
+        };
+        let mut out = out.map_err(|e| Error::Generate { name: self.engine.name().to_string(), source: e })?;
         out.timings.load_s = self.engine.load_s();
         Ok(out)
     }

@@ -72,6 +72,7 @@ fn submit(batcher: &Batcher, prompt: Vec<u32>, config: GenerationConfig, cancel:
         logprobs: Some(2),
         cancel,
         sink: Box::new(move |e| tx.send(e).is_ok()),
+        constraint: None,
     };
     batcher.submit(request).unwrap();
     rx
@@ -155,6 +156,7 @@ fn submit_rejects_what_cannot_run() {
         logprobs: None,
         cancel: Arc::new(AtomicBool::new(false)),
         sink: Box::new(|_| true),
+        constraint: None,
     };
     let too_long = batcher.submit(request(vec![1; 16], greedy(2))).unwrap_err();
     assert!(too_long.to_string().contains("a slot holds 16"), "{too_long}");

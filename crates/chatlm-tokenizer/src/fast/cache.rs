@@ -90,7 +90,7 @@ const BYTE_CHARS: [char; 256] = {
 };
 
 /// The symbol standing for byte `b`.
-fn byte_char(b: u8) -> char {
+pub(crate) fn byte_char(b: u8) -> char {
     BYTE_CHARS[b as usize]
 }
 

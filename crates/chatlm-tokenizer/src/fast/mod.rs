@@ -23,6 +23,9 @@ use tokenizers::{Model, ModelWrapper, Normalizer};
 
 use split::SplitPattern;
 
+/// GPT-2's byte → symbol table, shared with [`crate::token_bytes`] (which reads it backwards).
+pub(crate) use cache::byte_char;
+
 /// The fast path of one tokenizer (derived data only: the BPE model stays in the tokenizer).
 #[derive(Debug, Clone)]
 pub(crate) struct FastEncoder {
