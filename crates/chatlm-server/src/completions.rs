@@ -75,7 +75,7 @@ async fn chat_inner(app: Arc<App>, body: Body) -> Result<Response, ApiError> {
     }
     let mut request = ChatRequest::new(messages);
     let has_tools = tools.is_some();
-    request.tools = tools;
+    request.tools = tools.clone();
     let engine = Arc::clone(app.batcher.engine());
     let prompt = engine.render_request(request, true).map_err(|e| ApiError::from_pipeline(&e))?;
     // One constraint per choice (each walks its own grammar state); checked once up front so
@@ -149,7 +149,7 @@ async fn completions_inner(app: Arc<App>, body: Body) -> Result<Response, ApiErr
 }
 
 /// `messages` checked and shaped for the template: roles are strings, content is a string,
-/// null, or a list of text parts (joined with newlines, as vLLM does).
+/// null (read as ""), or a list of text parts (joined with newlines, as vLLM does).
 fn messages(f: &Fields) -> Result<Vec<Value>, ApiError> {
     let list = match f.value("messages") {
         Some(Value::Array(list)) => list,
@@ -169,7 +169,9 @@ fn messages(f: &Fields) -> Result<Vec<Value>, ApiError> {
             }
             let mut obj: Map<String, Value> = obj.clone();
             let content = match obj.get("content") {
-                None | Some(Value::Null) => Value::Null,
+                // An assistant turn that only calls tools has no content; templates read it as
+                // a string (vLLM hands them "" too).
+                None | Some(Value::Null) => Value::String(String::new()),
                 Some(Value::String(s)) => Value::String(s.clone()),
                 Some(Value::Array(parts)) => Value::String(text_parts(parts, &param)?),
                 Some(v) => return Err(ApiError::invalid(format!("{param}.content must be a string or a list of parts, got {v}"), Some(&param))),

@@ -218,10 +218,13 @@ def test_queue_full_is_503():
 
 
 def test_json_mode_answers_parse(client):
-    r = chat(client, temperature=0, max_tokens=120, response_format={"type": "json_object"},
-             messages=[{"role": "user", "content": "Describe a cat as JSON."}])
-    value = json.loads(r.choices[0].message.content)
-    assert isinstance(value, dict)
+    for prompt in ('Give me a JSON object with one key "color" whose value is a color.',
+                   "Reply with a JSON object describing a cat: its name and age."):
+        r = chat(client, temperature=0, max_tokens=200, response_format={"type": "json_object"},
+                 messages=[{"role": "user", "content": prompt}])
+        # The answer ends where the object closes, not at the token limit.
+        assert r.choices[0].finish_reason == "stop"
+        assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 
 def test_json_schema_answers_validate(client):
