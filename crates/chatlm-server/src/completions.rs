@@ -242,7 +242,7 @@ fn forced_tool(choice: Option<&Value>, tools: Option<&[Value]>) -> Result<Option
 /// Makes each choice's constraint (or none).
 type Constraints = Box<dyn Fn() -> chatlm::Result<Option<Box<dyn chatlm::Constraint>>> + Send + Sync>;
 
-async fn run(app: &App, prompts: &[Vec<u32>], sampling: Sampling, meta: Meta, constraint: Constraints) -> Result<Response, ApiError> {
+async fn run(app: &Arc<App>, prompts: &[Vec<u32>], sampling: Sampling, meta: Meta, constraint: Constraints) -> Result<Response, ApiError> {
     let skip_special = !meta.tools;
     let running = start(&app.batcher, prompts, &sampling, skip_special, &*constraint)?;
     let count = prompts.len() * sampling.n;
@@ -346,12 +346,12 @@ struct StreamState {
     open: usize,
     done: bool,
     meta: Meta,
-    app_model: Arc<App>,
+    app: Arc<App>,
     /// Tokens of the request's prompts (each counted once, however many choices).
     prompt_tokens: usize,
 }
 
-fn stream_chunks(app: &App, running: Running, count: usize, meta: Meta, prompt_tokens: usize) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+fn stream_chunks(app: &Arc<App>, running: Running, count: usize, meta: Meta, prompt_tokens: usize) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let state = StreamState {
         prompt_tokens,
         running,
@@ -360,7 +360,7 @@ fn stream_chunks(app: &App, running: Running, count: usize, meta: Meta, prompt_t
         open: count,
         done: false,
         meta,
-        app_model: app.me(),
+        app: Arc::clone(app),
     };
     stream::unfold(state, |mut st| async move {
         if st.done {
@@ -406,8 +406,8 @@ fn stream_chunks(app: &App, running: Running, count: usize, meta: Meta, prompt_t
             let token_logprobs = if st.meta.logprobs && !ended { c.logprobs.last().cloned() } else { None };
             if !hold && (!delta_text.is_empty() || token_logprobs.is_some()) {
                 let lp = token_logprobs.map(|s| match st.meta.api {
-                    Api::Chat => chat_logprobs(&st.app_model, &[s]),
-                    Api::Completion => legacy_logprobs(&st.app_model, &[s]),
+                    Api::Chat => chat_logprobs(&st.app, &[s]),
+                    Api::Completion => legacy_logprobs(&st.app, &[s]),
                 });
                 events.push(text_chunk(&st.meta, i, &delta_text, lp, None));
             }
@@ -432,7 +432,7 @@ fn stream_chunks(app: &App, running: Running, count: usize, meta: Meta, prompt_t
                             finish = "tool_calls";
                         }
                         None => {
-                            let text = st.app_model.batcher.engine().decode(&c.ids, true).unwrap_or_else(|_| c.text.clone());
+                            let text = st.app.batcher.engine().decode(&c.ids, true).unwrap_or_else(|_| c.text.clone());
                             delta["content"] = Value::String(text);
                         }
                     }

@@ -17,7 +17,7 @@ pub mod params;
 pub mod tools;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -84,7 +84,6 @@ pub struct App {
     pub defaults: GenerationConfig,
     /// When the server started.
     pub started: Instant,
-    myself: Weak<App>,
 }
 
 impl App {
@@ -93,13 +92,7 @@ impl App {
         let defaults = Pipeline::new(Arc::clone(&engine), false).default_config();
         let options = BatchOptions { slots: config.parallel, queue: config.queue, context: config.ctx_size, prompt_cache: config.prompt_cache };
         let batcher = Batcher::start(engine, options);
-        Arc::new_cyclic(|myself| App { batcher, config, defaults, started: Instant::now(), myself: myself.clone() })
-    }
-
-    /// A shared handle to this state (for streams that outlive the handler).
-    pub fn me(&self) -> Arc<App> {
-        // The handlers hold an `Arc<App>` while they run, so the upgrade succeeds.
-        self.myself.upgrade().expect("App is alive while a handler runs")
+        Arc::new(App { batcher, config, defaults, started: Instant::now() })
     }
 }
 
