@@ -130,10 +130,9 @@ impl NativeDecoder {
             layer.post_attention_norm.forward_one(&x, &mut h);
             matvec(kernels, &m.gate_up, &h, &mut gate_up);
             let (gate, up) = gate_up.split_at(c.intermediate_size);
-            for ((a, &g), &u) in act.iter_mut().zip(gate).zip(up) {
-                // candle's silu: x / (1 + e^-x).
-                *a = g / ((-g).exp() + 1.0) * u;
-            }
+            // The kernels' silu (as the prefill and the batched step): one sequence decodes
+            // to the same bits alone or in a batch.
+            kernels.silu_mul(gate, up, &mut act);
             matvec(kernels, std::slice::from_ref(&m.down), &act, &mut y);
             add(&mut x, &y);
         }

@@ -186,9 +186,13 @@ unsafe fn rows4<const FORMAT: u8>(w: &[&[u8]; 4], x: &[BlockQ8], out: &mut [f32;
     // FORMAT: 0 = Q4_0, 1 = Q4_1, 2 = Q8_0.
     let bytes = [18, 20, 34][FORMAT as usize];
     let blocks = w[0].len() / bytes;
-    let mut acc = [_mm256_setzero_ps(); 4];
+    // Even blocks into one accumulator, odd into the other, summed at the end: the order of
+    // `q4`/`q8_0` (the kernels of several activation rows), so a row's value does not depend on
+    // how many rows are multiplied at once (batched decoding equals one sequence alone).
+    let mut acc = [[_mm256_setzero_ps(); 4]; 2];
     let mut offsets = [0.0f32; 4];
     for b in 0..blocks {
+        let acc = &mut acc[b % 2];
         let a = x.get_unchecked(b);
         let y = q8_bytes(a);
         for r in 0..4 {
@@ -208,7 +212,7 @@ unsafe fn rows4<const FORMAT: u8>(w: &[&[u8]; 4], x: &[BlockQ8], out: &mut [f32;
         }
     }
     for r in 0..4 {
-        out[r] = hsum(acc[r]) + offsets[r];
+        out[r] = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + offsets[r];
     }
 }
 

@@ -169,6 +169,14 @@ impl CpuKernels {
     pub fn isa(&self) -> Isa {
         self.isa
     }
+
+    /// Whether a row's product with a Q4_0/Q4_1/Q8_0 matrix is the same to the bit however many
+    /// rows are multiplied at once (the AVX2 and scalar block kernels sum every row in one
+    /// order; the AVX-512 VNNI kernels of `wide` CPUs do not yet, nor the dense f16/f32 GEMM that
+    /// takes over from 4 rows). Batched decoding of such models then equals one sequence alone.
+    pub fn batch_invariant(&self) -> bool {
+        !self.wide
+    }
 }
 
 /// The process's CPU kernels (best instruction set, detected once).
