@@ -169,7 +169,8 @@ fn forced_tool_call_is_a_hermes_block_with_a_listed_name() {
 fn batcher_applies_a_request_constraint() {
     let Some(engine) = smollm2() else { return };
     let batcher = Batcher::start(Arc::clone(&engine), BatchOptions { slots: 2, queue: 4, context: 1024, prompt_cache: true });
-    let schema = json!({"type": "object", "properties": {"answer": {"type": "boolean"}}, "required": ["answer"]});
+    // Closed to other keys: the answer is short whatever the model would add.
+    let schema = json!({"type": "object", "properties": {"answer": {"type": "boolean"}}, "required": ["answer"], "additionalProperties": false});
     let (tx, rx) = mpsc::channel();
     for (i, constrained) in [(0usize, true), (1, false)] {
         let prompt = engine.prompt_ids(&Prompt::from("Is the sky blue? Answer in JSON.")).unwrap();
