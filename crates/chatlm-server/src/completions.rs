@@ -40,6 +40,21 @@ struct Meta {
     include_usage: bool,
 }
 
+impl Meta {
+    fn new(api: Api, app: &App, sampling: &Sampling, tools: bool) -> Meta {
+        let prefix = if api == Api::Chat { "chatcmpl" } else { "cmpl" };
+        Meta {
+            api,
+            id: format!("{prefix}-{}", crate::random_id()),
+            created: crate::now(),
+            model: app.config.model_name.clone(),
+            tools,
+            logprobs: sampling.logprobs.is_some(),
+            include_usage: sampling.include_usage,
+        }
+    }
+}
+
 pub async fn chat(State(app): State<Arc<App>>, body: Body) -> Response {
     match chat_inner(app, body).await {
         Ok(r) => r,
@@ -88,15 +103,7 @@ async fn chat_inner(app: Arc<App>, body: Body) -> Result<Response, ApiError> {
         (None, Some(schema)) => Box::new(move || constraint::json_constraint(&engine, schema.as_ref()).map(Some)),
         (None, None) => Box::new(|| Ok(None)),
     };
-    let meta = Meta {
-        api: Api::Chat,
-        id: format!("chatcmpl-{}", crate::random_id()),
-        created: crate::now(),
-        model: app.config.model_name.clone(),
-        tools: has_tools,
-        logprobs: sampling.logprobs.is_some(),
-        include_usage: sampling.include_usage,
-    };
+    let meta = Meta::new(Api::Chat, &app, &sampling, has_tools);
     // With tools, special tokens stay in the text until the calls are parsed out
     // (`[TOOL_CALLS]`, `<|python_tag|>` are special tokens).
     run(&app, &[prompt], sampling, meta, constraint).await
@@ -136,15 +143,7 @@ async fn completions_inner(app: Arc<App>, body: Body) -> Result<Response, ApiErr
         Some(v @ Value::Array(_)) => vec![ids(v)?],
         Some(v) => return Err(ApiError::invalid(format!("`prompt` must be a string, a list of strings or token ids, got {v}"), Some("prompt"))),
     };
-    let meta = Meta {
-        api: Api::Completion,
-        id: format!("cmpl-{}", crate::random_id()),
-        created: crate::now(),
-        model: app.config.model_name.clone(),
-        tools: false,
-        logprobs: sampling.logprobs.is_some(),
-        include_usage: sampling.include_usage,
-    };
+    let meta = Meta::new(Api::Completion, &app, &sampling, false);
     run(&app, &prompts, sampling, meta, Box::new(|| Ok(None))).await
 }
 

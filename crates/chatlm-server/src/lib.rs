@@ -27,7 +27,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use chatlm::{BatchOptions, Batcher, Engine, GenerationConfig, Pipeline};
+use chatlm::{BatchOptions, Batcher, Engine, GenerationConfig};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -89,7 +89,7 @@ pub struct App {
 impl App {
     /// The state for `engine`: starts the batcher.
     pub fn new(engine: Arc<Engine>, config: ServerConfig) -> Arc<App> {
-        let defaults = Pipeline::new(Arc::clone(&engine), false).default_config();
+        let defaults = engine.default_config();
         let options = BatchOptions { slots: config.parallel, queue: config.queue, context: config.ctx_size, prompt_cache: config.prompt_cache };
         let batcher = Batcher::start(engine, options);
         Arc::new(App { batcher, config, defaults, started: Instant::now() })

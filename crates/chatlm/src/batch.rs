@@ -318,7 +318,7 @@ impl Worker {
                         self.stats.running.fetch_add(1, Ordering::Relaxed);
                         self.slots[index].active = Some(active);
                     } else {
-                        finish(active, &self.stats);
+                        finish(active);
                     }
                 }
                 Ok(None) => {
@@ -362,13 +362,13 @@ impl Worker {
             let cancelled = slot.active.as_ref().is_some_and(|a| a.request.cancel.load(Ordering::Relaxed));
             if cancelled {
                 if let Some(mut active) = slot.active.take() {
-                    let mut sink_text = String::new();
+                    // Nobody reads a cancelled stream: the released tail only goes into `Done`.
                     active
                         .seq
-                        .stop(&decoder, FinishReason::Cancelled, &mut |p| sink_text.push_str(p))
+                        .stop(&decoder, FinishReason::Cancelled, &mut |_| {})
                         .map_err(|e| generate_error(&self.engine, e))?;
                     self.stats.running.fetch_sub(1, Ordering::Relaxed);
-                    finish(active, &self.stats);
+                    finish(active);
                 }
             }
         }
@@ -412,7 +412,7 @@ impl Worker {
             if done {
                 if let Some(active) = slot.active.take() {
                     self.stats.running.fetch_sub(1, Ordering::Relaxed);
-                    finish(active, &self.stats);
+                    finish(active);
                 }
             }
         }
@@ -482,7 +482,7 @@ fn advance(engine: &Engine, active: &mut Active, logits: &mut [f32]) -> Result<(
 }
 
 /// Sends the output of an ended request.
-fn finish(active: Active, stats: &Stats) {
+fn finish(active: Active) {
     let Active { seq, mut request, started, prefill_s, .. } = active;
     let steps = seq.generated().len().saturating_sub(1);
     let decode_s = started.elapsed().as_secs_f64();
@@ -491,6 +491,5 @@ fn finish(active: Active, stats: &Stats) {
         prefill_tok_s: if prefill_s > 0.0 { seq.prompt_len() as f64 / prefill_s } else { 0.0 },
         decode_tok_s: if decode_s > 0.0 { steps as f64 / decode_s } else { 0.0 },
     };
-    let _ = stats;
     (request.sink)(Event::Done(seq.into_output(timings)));
 }

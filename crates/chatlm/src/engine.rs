@@ -112,6 +112,14 @@ impl Engine {
         &self.generation
     }
 
+    /// The generation defaults with [`DEFAULT_MAX_NEW_TOKENS`](crate::DEFAULT_MAX_NEW_TOKENS)
+    /// when they set no `max_new_tokens`: the base a caller's settings override.
+    pub fn default_config(&self) -> GenerationConfig {
+        let mut config = self.generation.clone();
+        config.max_new_tokens = config.max_new_tokens.or(Some(crate::DEFAULT_MAX_NEW_TOKENS));
+        config
+    }
+
     /// Ids that end an answer (the one policy of [`crate::stop_ids`]).
     pub fn stop_ids(&self) -> &[u32] {
         &self.stop_ids

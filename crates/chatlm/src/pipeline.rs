@@ -95,12 +95,9 @@ impl Pipeline {
         self.lm.reused_tokens()
     }
 
-    /// The model's generation defaults, with [`DEFAULT_MAX_NEW_TOKENS`] when they set no
-    /// `max_new_tokens`: the base a caller's settings override.
+    /// The engine's [`Engine::default_config`]: the base a caller's settings override.
     pub fn default_config(&self) -> GenerationConfig {
-        let mut config = self.engine.generation_defaults().clone();
-        config.max_new_tokens = config.max_new_tokens.or(Some(DEFAULT_MAX_NEW_TOKENS));
-        config
+        self.engine.default_config()
     }
 
     /// Generates an answer to `prompt`.
